@@ -1,0 +1,38 @@
+"""`sparsebench models` and `sparsebench datasets`: what is registered."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..cli import _friendly, app, console
+
+
+@app.command()
+@_friendly
+def models(
+    pattern: Annotated[str, typer.Argument(help="Wildcard filter, e.g. 'vgg*'.")] = "*",
+) -> None:
+    """List the model zoo."""
+    from ..zoo import get_model_spec, list_models
+
+    table = Table(title="sparsebench model zoo")
+    for header in ("Name", "Input shape", "Dataset", "Description"):
+        table.add_column(header)
+    for name in list_models(pattern):
+        spec = get_model_spec(name)
+        shape = ",".join(map(str, spec.input_shape))
+        table.add_row(name, shape, spec.dataset or "-", spec.description)
+    console.print(table)
+
+
+@app.command()
+@_friendly
+def datasets() -> None:
+    """List the built-in dataset loaders."""
+    from ..data import DATASETS
+
+    for name in DATASETS.names():
+        console.print(name)

@@ -1,0 +1,47 @@
+"""`sparsebench demo`: train, prune and profile a small model end to end, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..cli import Force, _friendly, app, console
+
+
+@app.command()
+@_friendly
+def demo(
+    out_dir: Annotated[Path, typer.Option(help="Where checkpoints and reports go.")] = Path(
+        "demo-out"
+    ),
+    arch: Annotated[str, typer.Option(help="Zoo model to train.")] = "mnist1d_cnn",
+    data: Annotated[str, typer.Option(help="Offline dataset.")] = "mnist1d",
+    seconds: Annotated[float, typer.Option(help="Training time budget.")] = 15.0,
+    amount: Annotated[float, typer.Option(help="Unstructured sparsity to prune to.")] = 0.8,
+    force: Force = False,
+) -> None:
+    """Train ARCH on DATA for a few seconds, prune it, and profile both checkpoints."""
+    from ..checkpoint import save_checkpoint
+    from ..load import load
+    from ..profiler import ProfileConfig, profile
+    from ..prune import magnitude_prune_
+    from ..report import write_report
+    from ..report.terminal import print_report
+    from ..train import TrainConfig, train
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dense, pruned = out_dir / f"{arch}.pt", out_dir / f"{arch}_pruned{round(amount * 100)}.pt"
+    console.print(f"[bold]1/3[/bold] training {arch} on {data} for up to {seconds:.0f} s")
+    train(arch, data, dense, TrainConfig(epochs=200, max_seconds=seconds), force=force)
+    console.print(f"[bold]2/3[/bold] magnitude-pruning {amount:.0%} of the weights")
+    loaded = load(dense)
+    magnitude_prune_(loaded.model, amount)
+    save_checkpoint(pruned, loaded.model, loaded.meta, force=force)
+    console.print("[bold]3/3[/bold] profiling both on the CPU")
+    report = profile([dense, pruned], ProfileConfig(data=data))
+    print_report(report, console)
+    for name in ("report.md", "report.json"):
+        write_report(report, out_dir / name, force=True)
+    console.print(f"wrote {out_dir}/report.md and report.json")

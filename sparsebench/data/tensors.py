@@ -1,0 +1,61 @@
+"""Labelled samples from a .pt/.pth file (torch.load, weights_only) or an .npz file."""
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import SparsebenchError
+from . import Dataset, register_dataset
+from ._checks import build_dataset, require_path
+
+TENSOR_SUFFIXES = (".pt", ".pth", ".npz")
+KEY_PAIRS = (("x", "y"), ("inputs", "targets"), ("data", "labels"))
+
+
+def read_arrays(path: Path) -> dict:
+    """The file's top-level dict (a saved (x, y) pair becomes {"x": ..., "y": ...})."""
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as npz:
+                return {key: npz[key] for key in npz.files}
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SparsebenchError(f"cannot read {path}: {reason}") from None
+    except Exception as exc:  # weights_only refusals and damaged pickles
+        raise SparsebenchError(f"cannot read {path}: {type(exc).__name__}") from None
+    if isinstance(obj, tuple | list) and len(obj) == 2:
+        return {"x": obj[0], "y": obj[1]}
+    if isinstance(obj, dict):
+        return obj
+    kind = type(obj).__name__
+    raise SparsebenchError(f"{path} holds a {kind}; expected a dict or an (x, y) pair")
+
+
+def pick_samples(arrays: dict, path: Path) -> tuple[object, object]:
+    """The (samples, labels) under the first key pair present: x/y, inputs/targets, data/labels."""
+    for x_key, y_key in KEY_PAIRS:
+        if x_key in arrays and y_key in arrays:
+            return arrays[x_key], arrays[y_key]
+    pairs = ", ".join(f"{a}/{b}" for a, b in KEY_PAIRS)
+    found = ", ".join(map(str, arrays)) or "nothing"
+    raise SparsebenchError(f"{path} needs samples and labels under {pairs}; found {found}")
+
+
+@register_dataset("tensors")
+def load_tensors(path: Path | None, split: str) -> Dataset:
+    """Samples and labels from one file (the file is the split); optional "classes" names."""
+    path = require_path("tensors", path, "file", "/path/to/data.pt")
+    if path.suffix.lower() not in TENSOR_SUFFIXES:
+        raise SparsebenchError(f"tensors reads {', '.join(TENSOR_SUFFIXES)} files, not {path}")
+    arrays = read_arrays(path)
+    x, y = pick_samples(arrays, path)
+    classes = arrays.get("classes")
+    if classes is not None:
+        classes = [str(c) for c in np.asarray(classes).reshape(-1).tolist()]
+    try:
+        return build_dataset("tensors", x, y, classes, str(path))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise SparsebenchError(f"{path}: samples and labels must be numeric ({exc})") from None

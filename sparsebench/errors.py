@@ -1,0 +1,17 @@
+"""Errors that reach the user as one clear line (the CLI prints them without a traceback)."""
+
+
+class SparsebenchError(Exception):
+    """A problem with the user's input or environment, explained in one line."""
+
+
+class MissingExtraError(SparsebenchError):
+    """An optional package is not installed; the message names the extra that provides it."""
+
+    def __init__(self, package: str, extra: str, purpose: str):
+        super().__init__(
+            f"{purpose} needs the optional package '{package}': "
+            f"pip install 'sparsebench[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra

@@ -1,0 +1,1 @@
+"""One measurement per module: sparsity, size, macs, memory, latency, energy, accuracy."""

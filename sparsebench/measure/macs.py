@@ -1,0 +1,119 @@
+"""Dense and effective multiply-accumulates per sample, counted with torch's flop counter.
+
+Convention (reproduces the assignment's VGG16-BN baseline, 314.002 M):
+- convolutions, linear layers, matmuls and attention (QK^T and attention @ V):
+  torch.utils.flop_counter's FLOPs / 2,
+  i.e. one MAC per weight per output position; biases are not counted;
+- BatchNorm in inference: one MAC per output element (it folds into a scale and shift);
+- activations, pooling, LayerNorm, softmax and additions: zero.
+Effective MACs scale each op that reads a prunable weight by that weight's density
+(non-zeros / elements), i.e. they count only the multiply-adds with a non-zero weight.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_flop_count
+
+from .sparsity import prunable_layers
+
+aten = torch.ops.aten
+_BATCH_NORM_OPS = (
+    aten._native_batch_norm_legit_no_training,
+    aten._native_batch_norm_legit,
+    aten.native_batch_norm,
+    aten.cudnn_batch_norm,
+)
+
+
+@dataclass
+class MacsResult:
+    """MACs for one sample, in total and per prunable layer."""
+
+    dense: int
+    effective: int
+    per_layer: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def dense_m(self) -> float:
+        return self.dense / 1e6
+
+    @property
+    def effective_m(self) -> float:
+        return self.effective / 1e6
+
+
+def _storage_key(tensor: torch.Tensor) -> int:
+    return tensor.untyped_storage().data_ptr()
+
+
+class _MacCounter:
+    """Builds flop formulas that also accumulate density-weighted and per-layer counts."""
+
+    def __init__(self, model: nn.Module):
+        self.layers: dict[int, tuple[str, float]] = {}
+        for name, module in prunable_layers(model):
+            weight = module.weight.detach()
+            density = int(weight.count_nonzero()) / weight.numel() if weight.numel() else 1.0
+            self.layers[_storage_key(weight)] = (name, density)
+        self.effective_flops = 0.0
+        self.per_layer: dict[str, int] = defaultdict(int)
+
+    def _layer_of(self, args) -> tuple[str, float] | None:
+        for arg in args:
+            if isinstance(arg, torch.Tensor) and arg.device.type != "meta":
+                hit = self.layers.get(_storage_key(arg))
+                if hit is not None:
+                    return hit
+        return None
+
+    def wrap(self, base):
+        def formula(*args, out_val=None, **kwargs):
+            flops = base(*args, out_val=out_val, **kwargs)
+            hit = self._layer_of(args)
+            if hit is None:
+                self.effective_flops += flops
+            else:
+                name, density = hit
+                self.effective_flops += flops * density
+                self.per_layer[name] += flops // 2
+            return flops
+
+        formula._get_raw = True
+        return formula
+
+    def mapping(self) -> dict:
+        table = {op: self.wrap(fn) for op, fn in flop_registry.items()}
+        for op in _BATCH_NORM_OPS:
+            table[op] = self.wrap(_batch_norm_flops)
+        table[aten._scaled_dot_product_flash_attention_for_cpu] = self.wrap(_cpu_attention_flops)
+        return table
+
+
+def _cpu_attention_flops(query, key, value, *args, out_val=None, **kwargs) -> int:
+    """CPU fused attention, which torch's registry leaves out: QK^T plus attention @ V."""
+    return sdpa_flop_count(query.shape, key.shape, value.shape)
+
+
+def _batch_norm_flops(*args, out_val=None, **kwargs) -> int:
+    """Inference BatchNorm: one multiply-add (two FLOPs) per element."""
+    return 2 * math.prod(args[0].shape)
+
+
+def count_macs(model: nn.Module, example: torch.Tensor) -> MacsResult:
+    """Count MACs of one forward pass of `model` on `example`, divided per sample."""
+    counter = _MacCounter(model)
+    mode = FlopCounterMode(display=False, depth=None, custom_mapping=counter.mapping())
+    with torch.no_grad(), mode:
+        model(example)
+    batch = example.shape[0] if example.dim() > 0 and example.shape[0] > 0 else 1
+    return MacsResult(
+        dense=mode.get_total_flops() // 2 // batch,
+        effective=round(counter.effective_flops / 2 / batch),
+        per_layer={name: macs // batch for name, macs in counter.per_layer.items()},
+    )

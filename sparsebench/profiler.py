@@ -1,0 +1,166 @@
+"""Profile loaded models: every figure of the assignment tables for one model, as a ProfileRow."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .data import load_dataset
+from .data.synthetic import synthetic_inputs
+from .environment import collect_environment
+from .load import LoadedModel, LoadOptions, load
+from .measure.accuracy import measure_accuracy
+from .measure.energy import measure_energy
+from .measure.latency import LatencyConfig, measure_latency, spread_warning
+from .measure.macs import count_macs
+from .measure.memory import measure_memory
+from .measure.size import file_size_mb, state_dict_size_mb
+from .measure.sparsity import measure_sparsity
+from .results import MemoryResult, ProfileRow, Report
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """What to measure and for how long; `threads` None keeps torch's current thread count."""
+
+    device: str = "cpu"
+    threads: int | None = None
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    memory: bool = True
+    memory_seconds: float = 1.0
+    energy: bool = True
+    energy_seconds: float = 1.0
+    data: str | None = None
+    data_split: str = "test"
+    per_layer: bool = False
+
+
+def _build_from_file(path: str, options: LoadOptions, threads: int | None):
+    """Child-process entry for memory measurement: re-load the checkpoint in isolation."""
+    if threads:
+        torch.set_num_threads(threads)
+    loaded = load(path, options)
+    return loaded.model, synthetic_inputs(loaded.input_shape).to(options.device)
+
+
+def _build_in_memory(model, shape, device):
+    return model, synthetic_inputs(shape).to(device)
+
+
+def _memory(loaded: LoadedModel, config: ProfileConfig) -> MemoryResult:
+    if not config.memory:
+        return MemoryResult(None, None, unavailable_reason="memory measurement disabled")
+    if loaded.source:
+        options = LoadOptions(**{**asdict(loaded.options), "device": config.device})
+        build = functools.partial(_build_from_file, loaded.source, options, config.threads)
+    else:
+        build = functools.partial(_build_in_memory, loaded.model, loaded.input_shape, config.device)
+    return measure_memory(
+        build, device=config.device, min_seconds=config.memory_seconds, threads=config.threads
+    )
+
+
+def _sync(device: str):
+    if device.startswith("cuda"):
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def profile_loaded(loaded: LoadedModel, config: ProfileConfig | None = None) -> ProfileRow:
+    """Measure one loaded model on `config.device`."""
+    config = config or ProfileConfig()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    model = loaded.model.to(config.device).eval()
+    inputs = synthetic_inputs(loaded.input_shape).to(config.device)
+    sparsity = measure_sparsity(model)
+    macs = count_macs(model, inputs[:1])
+    with torch.inference_mode():
+        latency = measure_latency(lambda: model(inputs), config.device, config.latency)
+        energy = (
+            measure_energy(
+                lambda: model(inputs),
+                _sync(config.device),
+                device=config.device,
+                batch_size=loaded.batch_size,
+                min_seconds=config.energy_seconds,
+            )
+            if config.energy
+            else None
+        )
+    memory = _memory(loaded, config)
+    accuracy = None
+    if config.data:
+        dataset = load_dataset(config.data, config.data_split)
+        accuracy = measure_accuracy(model, dataset, loaded.input_shape, config.device)
+    warnings = [w for w in (spread_warning(latency),) if w]
+    if loaded.source:
+        size_mb, size_source = file_size_mb(loaded.source), "file"
+    else:
+        size_mb, size_source = state_dict_size_mb(model), "state_dict (in memory)"
+    return ProfileRow(
+        model=loaded.name,
+        format="dense",
+        runtime="torch",
+        device=config.device,
+        batch_size=loaded.batch_size,
+        input_shape=list(loaded.input_shape),
+        params=sparsity.params,
+        nonzero_params=sparsity.nonzero_params,
+        sparsity_pct=sparsity.sparsity_pct,
+        prunable_params=sparsity.prunable_params,
+        size_mb=size_mb,
+        size_source=size_source,
+        macs_m=macs.dense_m,
+        effective_macs_m=macs.effective_m,
+        peak_mem_mb=memory.peak_mb,
+        avg_mem_mb=memory.avg_mb,
+        latency_ms=latency,
+        throughput=1e3 * loaded.batch_size / latency.median,
+        energy_mj=energy.mj_per_inference if energy else None,
+        energy_method=energy.method if energy else "disabled",
+        top1=accuracy.top1 if accuracy else None,
+        top5=accuracy.top5 if accuracy else None,
+        source=loaded.source,
+        source_kind=loaded.kind,
+        threads=torch.get_num_threads(),
+        memory=memory,
+        energy=energy,
+        accuracy=asdict(accuracy) if accuracy else None,
+        per_layer=_per_layer(sparsity, macs) if config.per_layer else None,
+        warnings=warnings,
+    )
+
+
+def _per_layer(sparsity, macs) -> list[dict]:
+    return [
+        {
+            "name": layer.name,
+            "kind": layer.kind,
+            "shape": layer.shape,
+            "params": layer.params,
+            "nonzero": layer.nonzero,
+            "sparsity_pct": layer.sparsity_pct,
+            "macs_m": macs.per_layer.get(layer.name, 0) / 1e6,
+        }
+        for layer in sparsity.layers
+    ]
+
+
+def profile(
+    paths: list[str | Path] | str | Path,
+    config: ProfileConfig | None = None,
+    options: LoadOptions | None = None,
+) -> Report:
+    """Load and profile each checkpoint; one row per path, in order."""
+    config = config or ProfileConfig()
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    options = LoadOptions(**{**asdict(options or LoadOptions()), "device": config.device})
+    loaded = [load(path, options) for path in paths]  # fail fast, before any timing
+    rows = [profile_loaded(item, config) for item in loaded]
+    settings = asdict(config)
+    settings["load"] = {k: v for k, v in asdict(options).items() if v not in (None, False)}
+    return Report(environment=collect_environment(config.device), config=settings, results=rows)

@@ -1,0 +1,27 @@
+"""Global unstructured magnitude pruning with torch.nn.utils.prune (the Deep Compression baseline)."""
+
+from __future__ import annotations
+
+from torch import nn
+from torch.nn.utils import prune
+
+from ..errors import SparsebenchError
+from ..measure.sparsity import prunable_layers
+
+
+def magnitude_prune_(model: nn.Module, amount: float, fold: bool = True) -> nn.Module:
+    """Zero the `amount` fraction of smallest-magnitude conv/linear weights across the model.
+
+    With `fold` the masks are made permanent (plain zeros in the weights); otherwise the
+    model keeps `weight_orig`/`weight_mask`, as torch.nn.utils.prune leaves it.
+    """
+    if not 0.0 <= amount < 1.0:
+        raise SparsebenchError(f"pruning amount must be in [0, 1), got {amount}")
+    targets = [(module, "weight") for _, module in prunable_layers(model)]
+    if not targets:
+        raise SparsebenchError("the model has no conv or linear layers to prune")
+    prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=amount)
+    if fold:
+        for module, name in targets:
+            prune.remove(module, name)
+    return model

@@ -1,0 +1,78 @@
+"""The figures of the assignment tables: one definition shared by every renderer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..results import ProfileRow
+
+NA = "n/a"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table figure: its header, how to read it from a row and how to format it."""
+
+    header: str
+    metric: str
+    get: Callable[[ProfileRow], float | None]
+    digits: int = 3
+
+    def text(self, row: ProfileRow) -> str:
+        value = self.get(row)
+        if value is None:
+            return NA
+        return f"{value:,.{self.digits}f}" if self.digits else f"{value:,.0f}"
+
+
+def _lat(row: ProfileRow) -> float:
+    return row.latency_ms.median
+
+
+COLUMNS: list[Column] = [
+    Column("Sparsity (%)", "Sparsity (%)", lambda r: r.sparsity_pct, 2),
+    Column("Size (MB)", "Model Size (MB)", lambda r: r.size_mb),
+    Column("MACs (M)", "MACs (M)", lambda r: r.macs_m),
+    Column("Eff. MACs (M)", "Effective MACs (M)", lambda r: r.effective_macs_m),
+    Column("Peak Mem (MB)", "Peak Memory (MB)", lambda r: r.peak_mem_mb),
+    Column("Avg Mem (MB)", "Average Memory (MB)", lambda r: r.avg_mem_mb),
+    Column("Latency (ms)", "Latency (ms)", _lat),
+    Column("CV (%)", "Latency CV (%)", lambda r: 100 * r.latency_ms.cv, 1),
+    Column("Throughput (/s)", "Throughput (samples/s)", lambda r: r.throughput, 1),
+    Column("Energy (mJ)", "Energy (mJ)", lambda r: r.energy_mj),
+    Column("Top-1 (%)", "Top-1 Accuracy (%)", lambda r: r.top1, 2),
+    Column("Top-5 (%)", "Top-5 Accuracy (%)", lambda r: r.top5, 2),
+]
+
+
+def row_label(row: ProfileRow) -> str:
+    """How a row is named in tables: the model, plus format/runtime when not plain torch."""
+    extra = [] if (row.format, row.runtime) == ("dense", "torch") else [row.format, row.runtime]
+    return " / ".join([row.model, *extra])
+
+
+def unavailable_notes(rows: list[ProfileRow]) -> list[str]:
+    """Why figures shown as n/a are missing, and how energy was measured, once per reason."""
+    notes: list[str] = []
+
+    def add(text: str) -> None:
+        if text not in notes:
+            notes.append(text)
+
+    for row in rows:
+        if row.energy_mj is None:
+            reason = row.energy.unavailable_reason if row.energy else "disabled"
+            add(f"Energy n/a for {row_label(row)}: {reason}")
+        elif row.energy is not None and row.energy.is_estimate:
+            add(f"Energy for {row_label(row)} is an estimate ({row.energy_method})")
+        if row.peak_mem_mb is None:
+            reason = row.memory.unavailable_reason if row.memory else "disabled"
+            add(f"Memory n/a for {row_label(row)}: {reason}")
+        if row.top1 is None:
+            add("Accuracy n/a: no --data given")
+        elif row.top5 is None and row.accuracy:
+            add(f"Top-5 n/a for {row_label(row)}: {row.accuracy.get('top5_reason')}")
+        for warning in row.warnings:
+            add(f"{row_label(row)}: {warning}")
+    return notes

@@ -1,0 +1,97 @@
+"""Train a zoo model on an offline dataset with a plain loop, so users have a real baseline."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import nn
+
+from .arch import build_model, zoo_input_shape
+from .checkpoint import CheckpointMeta, save_checkpoint
+from .data import Dataset, load_dataset
+from .errors import SparsebenchError
+from .io import check_writable
+from .measure.accuracy import fit_samples, measure_accuracy
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Plain Adam training: at most `epochs` epochs, stopping early after `max_seconds`."""
+
+    epochs: int = 20
+    max_seconds: float | None = None
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+
+
+def _epoch(model, x, y, optimizer, batch_size, generator) -> float:
+    model.train()
+    order = torch.randperm(len(x), generator=generator)
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        idx = order[start : start + batch_size]
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        loss.backward()
+        optimizer.step()
+        total += float(loss) * len(idx)
+    return total / len(x)
+
+
+def fit(model: nn.Module, train: Dataset, shape: tuple[int, ...], config: TrainConfig) -> int:
+    """Train `model` in place on `train`; returns the number of epochs run."""
+    x, y = fit_samples(train.x, shape), train.y
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    start = time.perf_counter()
+    columns = [TextColumn("epoch {task.completed}/{task.total}"), BarColumn()]
+    columns += [TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn()]
+    epochs = 0
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("train", total=config.epochs, loss=float("nan"))
+        for _ in range(config.epochs):
+            loss = _epoch(model, x, y, optimizer, config.batch_size, generator)
+            epochs += 1
+            progress.update(task, advance=1, loss=loss)
+            if config.max_seconds and time.perf_counter() - start > config.max_seconds:
+                break
+    return epochs
+
+
+def train(
+    arch: str,
+    data: str,
+    output: str | Path,
+    config: TrainConfig | None = None,
+    arch_kwargs: dict | None = None,
+    force: bool = False,
+) -> dict:
+    """Train zoo model `arch` on dataset `data`, save a sparsebench checkpoint, return a summary."""
+    config = config or TrainConfig()
+    check_writable(output, force)
+    shape = zoo_input_shape(arch) if ":" not in arch else None
+    if shape is None:
+        raise SparsebenchError("train needs a zoo architecture (see `sparsebench models`)")
+    train_set, test_set = load_dataset(data, "train"), load_dataset(data, "test")
+    kwargs = {"num_classes": train_set.num_classes, **(arch_kwargs or {})}
+    torch.manual_seed(config.seed)
+    model = build_model(arch, kwargs)
+    epochs = fit(model, train_set, shape, config)
+    model.eval()
+    accuracy = measure_accuracy(model, test_set, shape)
+    meta = CheckpointMeta(
+        arch=arch,
+        arch_kwargs=kwargs,
+        input_shape=list(shape),
+        dataset=data,
+        classes=train_set.classes,
+        extra={"epochs": epochs, "test_top1": accuracy.top1, "train_config": vars(config)},
+    )
+    save_checkpoint(output, model, meta, force=force)
+    return {"epochs": epochs, "top1": accuracy.top1, "top5": accuracy.top5, "output": str(output)}
