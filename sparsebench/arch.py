@@ -57,7 +57,9 @@ def build_model(arch: str, kwargs: dict | None = None) -> nn.Module:
         except TypeError as exc:
             raise SparsebenchError(f"bad --arch-kwargs for '{arch}': {exc}") from exc
     if not isinstance(model, nn.Module):
-        raise SparsebenchError(f"architecture '{arch}' returned {type(model).__name__}, not a Module")
+        raise SparsebenchError(
+            f"architecture '{arch}' returned {type(model).__name__}, not a Module"
+        )
     return model
 
 
@@ -90,5 +92,7 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], arc
             more = f" and {len(items) - 3} more" if len(items) > 3 else ""
             problems.append(f"{label}: {', '.join(items[:3])}{more}")
     if problems:
-        raise SparsebenchError(f"state_dict does not fit architecture '{arch}': {'; '.join(problems)}")
+        raise SparsebenchError(
+            f"state_dict does not fit architecture '{arch}': {'; '.join(problems)}"
+        )
     model.load_state_dict(state)

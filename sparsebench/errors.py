@@ -10,8 +10,7 @@ class MissingExtraError(SparsebenchError):
 
     def __init__(self, package: str, extra: str, purpose: str):
         super().__init__(
-            f"{purpose} needs the optional package '{package}': "
-            f"pip install 'sparsebench[{extra}]'"
+            f"{purpose} needs the optional package '{package}': pip install 'sparsebench[{extra}]'"
         )
         self.package = package
         self.extra = extra

@@ -1,4 +1,4 @@
-"""Atomic file output: a reader never sees a half-written file, and nothing is overwritten unasked."""
+"""Atomic file output: no reader sees a half-written file, and nothing is overwritten unasked."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Measurement results as plain dataclasses; the versioned JSON they serialise to is the source of truth.
+"""Measurement results as plain dataclasses; their versioned JSON is the source of truth.
 
 Units: sizes and memory in MB = 2**20 bytes (MiB, the unit behind the assignment's 58.25 MB
 VGG16-BN), MACs in millions (10**6), latency in milliseconds, energy in millijoules.

@@ -55,14 +55,10 @@ def test_arch_as_factory_in_a_file_outside_the_package(tmp_path):
             """
         )
     )
-    model = torch.nn.Sequential(
-        torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)
-    )
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     ckpt = tmp_path / "tiny.pt"
     torch.save(model.state_dict(), ckpt)
-    loaded = load(
-        ckpt, arch=f"{source}:tiny", arch_kwargs={"width": 16}, input_shape=(2, 4)
-    )
+    loaded = load(ckpt, arch=f"{source}:tiny", arch_kwargs={"width": 16}, input_shape=(2, 4))
     assert loaded.input_shape == (2, 4)
     x = torch.randn(2, 4)
     assert torch.allclose(loaded.model(x), model(x))

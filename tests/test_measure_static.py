@@ -29,9 +29,10 @@ def test_macs_of_a_small_model_by_hand():
 
 def test_macs_are_per_sample_whatever_the_batch():
     model = _conv_bn()
-    assert count_macs(model, torch.randn(1, 2, 5, 5)).dense == count_macs(
-        model, torch.randn(7, 2, 5, 5)
-    ).dense
+    assert (
+        count_macs(model, torch.randn(1, 2, 5, 5)).dense
+        == count_macs(model, torch.randn(7, 2, 5, 5)).dense
+    )
 
 
 def test_effective_macs_count_only_nonzero_weights():

@@ -155,6 +155,7 @@ def test_cuda_path_reads_allocator_and_nvml(monkeypatch):
     for name in ("memory_allocated", "max_memory_allocated", "reset_peak_memory_stats"):
         monkeypatch.setattr(torch.cuda, name, getattr(cuda, name))
     monkeypatch.setattr(torch.cuda, "synchronize", cuda.synchronize)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setitem(sys.modules, "pynvml", _fake_pynvml(2048 * MB))
     monkeypatch.setattr(memory._nvml, "_torch_uuid", lambda index: None)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
@@ -177,6 +178,7 @@ def test_cuda_path_reports_why_nvml_failed(monkeypatch):
     for name in ("memory_allocated", "max_memory_allocated", "reset_peak_memory_stats"):
         monkeypatch.setattr(torch.cuda, name, getattr(cuda, name))
     monkeypatch.setattr(torch.cuda, "synchronize", cuda.synchronize)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     broken = _fake_pynvml(0)
 
     def fail():

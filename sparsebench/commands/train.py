@@ -43,7 +43,9 @@ def train(
     from ..train import TrainConfig
     from ..train import train as run_train
 
-    config = TrainConfig(epochs=epochs, max_seconds=seconds, batch_size=batch_size, lr=lr, seed=seed)
+    config = TrainConfig(
+        epochs=epochs, max_seconds=seconds, batch_size=batch_size, lr=lr, seed=seed
+    )
     summary = run_train(arch, data, output, config, parse_kwargs(arch_kwargs), force)
     top5 = "n/a" if summary["top5"] is None else f"{summary['top5']:.2f}%"
     console.print(

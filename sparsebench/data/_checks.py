@@ -45,6 +45,7 @@ def build_dataset(name: str, x, y, classes: list[str] | None, source: str) -> Da
         raise SparsebenchError(
             f"{source}: labels must be a 1-D integer array, got {y.dtype} of shape {tuple(y.shape)}"
         )
+    y = y.to(torch.int64)
     if len(x) != len(y):
         raise SparsebenchError(f"{source}: {len(x)} samples but {len(y)} labels")
     if int(y.min()) < 0:
@@ -53,7 +54,7 @@ def build_dataset(name: str, x, y, classes: list[str] | None, source: str) -> Da
     classes = [str(c) for c in classes] if classes is not None else [str(i) for i in range(top + 1)]
     if top >= len(classes):
         raise SparsebenchError(f"{source}: label {top} but only {len(classes)} class names")
-    return Dataset(name, x.to(torch.float32).contiguous(), y.to(torch.int64), classes)
+    return Dataset(name, x.to(torch.float32).contiguous(), y, classes)
 
 
 _INT_DTYPES = (

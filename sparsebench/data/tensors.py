@@ -1,5 +1,7 @@
 """Labelled samples from a .pt/.pth file (torch.load, weights_only) or an .npz file."""
 
+import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -16,22 +18,34 @@ KEY_PAIRS = (("x", "y"), ("inputs", "targets"), ("data", "labels"))
 
 def read_arrays(path: Path) -> dict:
     """The file's top-level dict (a saved (x, y) pair becomes {"x": ..., "y": ...})."""
+    is_npz = path.suffix.lower() == ".npz"
+    if is_npz and not zipfile.is_zipfile(path):
+        raise SparsebenchError(f"cannot read {path}: not an .npz (zip) archive")
     try:
-        if path.suffix.lower() == ".npz":
+        if is_npz:
             with np.load(path, allow_pickle=False) as npz:
                 return {key: npz[key] for key in npz.files}
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SparsebenchError(f"cannot read {path}: {reason}") from None
-    except Exception as exc:  # weights_only refusals and damaged pickles
-        raise SparsebenchError(f"cannot read {path}: {type(exc).__name__}") from None
+    except Exception as exc:  # damaged files and weights_only refusals fail in many ways
+        raise SparsebenchError(f"cannot read {path}: {_reason(exc)}") from None
     if isinstance(obj, tuple | list) and len(obj) == 2:
         return {"x": obj[0], "y": obj[1]}
     if isinstance(obj, dict):
         return obj
     kind = type(obj).__name__
     raise SparsebenchError(f"{path} holds a {kind}; expected a dict or an (x, y) pair")
+
+
+def _reason(exc: Exception) -> str:
+    """One short line out of torch.load's and np.load's long error messages."""
+    text = str(exc)
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if refused:
+        return f"it holds a pickled {refused.group(1)} (only tensors and plain containers load)"
+    if isinstance(exc, pickle.UnpicklingError):
+        return "not a file written by torch.save"
+    first = text.strip().split(". ")[0].splitlines()[0] if text.strip() else ""
+    return first or type(exc).__name__
 
 
 def pick_samples(arrays: dict, path: Path) -> tuple[object, object]:

@@ -51,7 +51,9 @@ def measure_accuracy(
         for start in range(0, len(data), batch_size):
             logits = model(x[start : start + batch_size].to(device))
             if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-                raise SparsebenchError("accuracy needs a model that returns (batch, classes) logits")
+                raise SparsebenchError(
+                    "accuracy needs a model that returns (batch, classes) logits"
+                )
             labels = data.y[start : start + batch_size].to(logits.device)
             k = min(5, logits.shape[1])
             top = logits.topk(k, dim=1).indices
@@ -61,7 +63,8 @@ def measure_accuracy(
     n = len(data)
     if data.y.max() >= classes:
         raise SparsebenchError(
-            f"dataset '{data.name}' has label {int(data.y.max())} but the model has {classes} outputs"
+            f"dataset '{data.name}' has label {int(data.y.max())} "
+            f"but the model has only {classes} outputs"
         )
     top5 = 100.0 * correct5 / n if classes >= 5 else None
     reason = None if top5 is not None else f"model has {classes} classes (< 5)"

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
-import re
 import statistics
 import threading
 from collections.abc import Callable
 from itertools import pairwise
-from pathlib import Path
 from time import perf_counter, sleep
 from typing import Any
 
@@ -31,13 +29,13 @@ import torch
 from ..errors import SparsebenchError
 from ..results import MB, MemoryResult
 from . import _nvml
+from ._memory_child import child_main
 
 Build = Callable[[], tuple[torch.nn.Module, torch.Tensor]]
 
 MIN_ITERATIONS = 3
 BASELINE_SAMPLES = 5
 LOAD_TIMEOUT_S = 600.0  # building may load a large checkpoint
-GO_TIMEOUT_S = 60.0  # how long a loaded child waits for the parent before giving up
 RUN_SLACK_S = 60.0
 
 
@@ -70,8 +68,8 @@ def _measure_cpu(
     payload = _pickled(build)
     ctx = multiprocessing.get_context("spawn")
     conn, child_conn = ctx.Pipe()
-    args = (payload, threads, min_seconds, child_conn)
-    proc = ctx.Process(target=_child_main, args=args, name="sparsebench-memory", daemon=True)
+    args = (payload, threads, min_seconds, MIN_ITERATIONS, child_conn)
+    proc = ctx.Process(target=child_main, args=args, name="sparsebench-memory", daemon=True)
     proc.start()
     child_conn.close()
     try:
@@ -198,66 +196,12 @@ def _cpu_result(
     )
 
 
-def _child_main(payload: bytes, threads: int | None, min_seconds: float, conn: Any) -> None:
-    """Child process: build, warm up, report "loaded", wait for "go", run, report "done"."""
-    try:
-        if threads is not None:
-            torch.set_num_threads(threads)
-        model, inputs = pickle.loads(payload)()
-        with torch.inference_mode():
-            start = perf_counter()
-            model(inputs)
-            conn.send(("loaded", {"warmup_s": perf_counter() - start}))
-            if not conn.poll(GO_TIMEOUT_S) or conn.recv() != "go":
-                return
-            hwm_reset = _reset_rss_high_water_mark()
-            iterations, start = 0, perf_counter()
-            while iterations < MIN_ITERATIONS or perf_counter() - start < min_seconds:
-                model(inputs)
-                iterations += 1
-            window_s = perf_counter() - start
-        done = {
-            "iterations": iterations,
-            "window_s": window_s,
-            "threads": torch.get_num_threads(),
-            "hwm_kb": _rss_high_water_mark_kb() if hwm_reset else None,
-        }
-        conn.send(("done", done))
-    except BaseException as exc:  # reported to the parent, which raises it as one line
-        try:
-            conn.send(("error", _one_line(exc)))
-        except (OSError, ValueError):
-            pass
-    finally:
-        conn.close()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-def _reset_rss_high_water_mark() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def _rss_high_water_mark_kb() -> int | None:
-    try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
-    return int(match.group(1)) if match else None
-
-
 # --- CUDA: allocator counters in this process, NVML device memory in a thread ---------------
 
 
 def _measure_cuda(build: Build, device: str, min_seconds: float, interval_s: float) -> MemoryResult:
+    if not torch.cuda.is_available():
+        raise SparsebenchError(f"cannot measure memory on {device}: torch sees no CUDA device")
     model, inputs = build()
     model, inputs = model.to(device), inputs.to(device)
     nvml = _NvmlUsedSampler(device, interval_s)

@@ -1,4 +1,4 @@
-"""Global unstructured magnitude pruning with torch.nn.utils.prune (the Deep Compression baseline)."""
+"""Global unstructured magnitude pruning with torch.nn.utils.prune (Deep Compression's baseline)."""
 
 from __future__ import annotations
 

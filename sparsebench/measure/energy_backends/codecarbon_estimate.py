@@ -22,10 +22,10 @@ from . import SourceUnavailable
 J_PER_KWH = 3.6e6
 TRACKER_OPTIONS = {
     "country_iso_code": "USA",  # fixed: only carbon intensity depends on it, never energy
-    "save_to_file": False,
     "log_level": "error",
     "tracking_mode": "process",
     "allow_multiple_runs": True,  # no lock file, no refusal beside another tracker
+    "output_methods": [],  # write nothing (3.x; older versions take save_to_file=False)
 }
 
 
@@ -41,7 +41,7 @@ class CodecarbonCounter:
         logging.getLogger("codecarbon").setLevel(logging.ERROR)
         try:
             tracker_class = codecarbon.OfflineEmissionsTracker
-            self._tracker = tracker_class(**_supported(tracker_class, TRACKER_OPTIONS))
+            self._tracker = tracker_class(**_options_for(tracker_class))
             self._tracker.start_task()  # the first task pays for the hardware probe
         except Exception as exc:
             raise SourceUnavailable(f"codecarbon could not start: {_one_line(exc)}") from exc
@@ -73,11 +73,15 @@ class CodecarbonCounter:
             pass
 
 
-def _supported(tracker_class: type, options: dict[str, Any]) -> dict[str, Any]:
-    """The options this codecarbon version accepts (allow_multiple_runs is 2.5+)."""
-    accepted = set(inspect.signature(tracker_class).parameters)
-    for base in tracker_class.__mro__:
-        accepted |= set(inspect.signature(base.__init__).parameters)
+def _options_for(tracker_class: type) -> dict[str, Any]:
+    """TRACKER_OPTIONS as this codecarbon version accepts them."""
+    accepted: set[str] = set()
+    for klass in tracker_class.__mro__:
+        if "__init__" in klass.__dict__:
+            accepted |= set(inspect.signature(klass.__dict__["__init__"]).parameters)
+    options = dict(TRACKER_OPTIONS)
+    if "output_methods" not in accepted:
+        options["save_to_file"] = False
     return {key: value for key, value in options.items() if key in accepted}
 
 

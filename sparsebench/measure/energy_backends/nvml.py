@@ -70,10 +70,10 @@ class NvmlPowerIntegrator:
     is_estimate = False
     min_window_s = 1.0  # board power is itself averaged over tens of milliseconds
 
-    def __init__(self, pynvml: Any, handle: Any, interval_s: float = POWER_SAMPLE_S):
+    def __init__(self, pynvml: Any, handle: Any, interval_s: float | None = None):
         self.pynvml = pynvml
         self.handle = handle
-        self.interval_s = interval_s
+        self.interval_s = POWER_SAMPLE_S if interval_s is None else interval_s
         self.error: str | None = None
         self._joules = 0.0
         self._last = (perf_counter(), self._watts())
