@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 from typing import Annotated
 
 import typer
@@ -114,6 +113,3 @@ def main() -> None:
     """Console-script entry point."""
     app(prog_name="sparsebench")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -52,7 +52,7 @@ def _build_in_memory(model, shape, device):
 
 def _memory(loaded: LoadedModel, config: ProfileConfig) -> MemoryResult:
     if not config.memory:
-        return MemoryResult(None, None, unavailable_reason="memory measurement disabled")
+        return MemoryResult(None, None, unavailable_reason="disabled (--no-memory)")
     if loaded.source:
         options = LoadOptions(**{**asdict(loaded.options), "device": config.device})
         build = functools.partial(_build_from_file, loaded.source, options, config.threads)

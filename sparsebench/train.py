@@ -40,7 +40,7 @@ def _epoch(model, x, y, optimizer, batch_size, generator) -> float:
         loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
         loss.backward()
         optimizer.step()
-        total += float(loss) * len(idx)
+        total += float(loss.detach()) * len(idx)
     return total / len(x)
 
 

@@ -20,24 +20,38 @@ def demo(
     data: Annotated[str, typer.Option(help="Offline dataset.")] = "mnist1d",
     seconds: Annotated[float, typer.Option(help="Training time budget.")] = 15.0,
     amount: Annotated[float, typer.Option(help="Unstructured sparsity to prune to.")] = 0.8,
+    finetune: Annotated[float, typer.Option(help="Seconds of masked fine-tuning.")] = 5.0,
     force: Force = False,
 ) -> None:
-    """Train ARCH on DATA for a few seconds, prune it, and profile both checkpoints."""
+    """Train ARCH on DATA for a few seconds, prune and fine-tune it, and profile both."""
+    from torch.nn.utils import prune
+
     from ..checkpoint import save_checkpoint
+    from ..data import load_dataset
     from ..load import load
     from ..profiler import ProfileConfig, profile
     from ..prune import magnitude_prune_
     from ..report import write_report
     from ..report.terminal import print_report
-    from ..train import TrainConfig, train
+    from ..train import TrainConfig, fit, train
 
     out_dir.mkdir(parents=True, exist_ok=True)
     dense, pruned = out_dir / f"{arch}.pt", out_dir / f"{arch}_pruned{round(amount * 100)}.pt"
     console.print(f"[bold]1/3[/bold] training {arch} on {data} for up to {seconds:.0f} s")
     train(arch, data, dense, TrainConfig(epochs=200, max_seconds=seconds), force=force)
-    console.print(f"[bold]2/3[/bold] magnitude-pruning {amount:.0%} of the weights")
+    console.print(
+        f"[bold]2/3[/bold] magnitude-pruning {amount:.0%} of the weights, "
+        f"then {finetune:.0f} s of fine-tuning with the masks fixed"
+    )
     loaded = load(dense)
-    magnitude_prune_(loaded.model, amount)
+    magnitude_prune_(loaded.model, amount, fold=False)
+    if finetune > 0:
+        config = TrainConfig(epochs=200, max_seconds=finetune, lr=5e-4)
+        fit(loaded.model, load_dataset(data, "train"), loaded.input_shape, config)
+    for module in loaded.model.modules():
+        if prune.is_pruned(module) and hasattr(module, "weight_mask"):
+            prune.remove(module, "weight")
+    loaded.model.eval()
     save_checkpoint(pruned, loaded.model, loaded.meta, force=force)
     console.print("[bold]3/3[/bold] profiling both on the CPU")
     report = profile([dense, pruned], ProfileConfig(data=data))

@@ -37,6 +37,11 @@ COLUMNS: list[Column] = [
     Column("Eff. MACs (M)", "Effective MACs (M)", lambda r: r.effective_macs_m),
     Column("Peak Mem (MB)", "Peak Memory (MB)", lambda r: r.peak_mem_mb),
     Column("Avg Mem (MB)", "Average Memory (MB)", lambda r: r.avg_mem_mb),
+    Column(
+        "Load Mem (MB)",
+        "Memory after Load (MB)",
+        lambda r: r.memory.baseline_mb if r.memory else None,
+    ),
     Column("Latency (ms)", "Latency (ms)", _lat),
     Column("CV (%)", "Latency CV (%)", lambda r: 100 * r.latency_ms.cv, 1),
     Column("Throughput (/s)", "Throughput (samples/s)", lambda r: r.throughput, 1),
@@ -62,12 +67,12 @@ def unavailable_notes(rows: list[ProfileRow]) -> list[str]:
 
     for row in rows:
         if row.energy_mj is None:
-            reason = row.energy.unavailable_reason if row.energy else "disabled"
+            reason = row.energy.unavailable_reason if row.energy else "disabled (--no-energy)"
             add(f"Energy n/a for {row_label(row)}: {reason}")
         elif row.energy is not None and row.energy.is_estimate:
             add(f"Energy for {row_label(row)} is an estimate ({row.energy_method})")
         if row.peak_mem_mb is None:
-            reason = row.memory.unavailable_reason if row.memory else "disabled"
+            reason = row.memory.unavailable_reason if row.memory else "disabled (--no-memory)"
             add(f"Memory n/a for {row_label(row)}: {reason}")
         if row.top1 is None:
             add("Accuracy n/a: no --data given")

@@ -20,7 +20,7 @@ def profile_table(report: Report) -> Table:
     title = "sparsebench profile"
     if first is not None:
         title += f" — {first.device}, batch {first.batch_size}, {first.threads} threads"
-    table = Table(title=title, caption="MB = 2^20 bytes · MACs per sample · latency median/batch")
+    table = Table(title=title, caption="MB = 2^20 B · MACs/sample · latency: median per batch")
     table.add_column("Metric", style="bold")
     for row in rows:
         table.add_column(row_label(row), justify="right")
