@@ -112,4 +112,3 @@ from . import commands  # noqa: E402,F401  (registers the commands on `app`)
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="sparsebench")
-

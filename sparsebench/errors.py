@@ -14,3 +14,11 @@ class MissingExtraError(SparsebenchError):
         )
         self.package = package
         self.extra = extra
+
+
+def first_line(exc: BaseException, with_type: bool = False) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {lines[0]}" if with_type else lines[0]

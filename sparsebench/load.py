@@ -23,7 +23,7 @@ from torch import nn
 from .arch import build_model, load_state_dict_strict, zoo_input_shape
 from .checkpoint import CheckpointMeta, is_sparsebench_checkpoint, read_meta
 from .device import check_device
-from .errors import SparsebenchError
+from .errors import SparsebenchError, first_line
 from .masks import fold_module_, fold_state_dict
 
 _STATE_KEYS = ("state_dict", "model_state_dict", "model")
@@ -89,7 +89,7 @@ def _torch_load(path: Path, trust: bool) -> Any:
             "or save model.state_dict() and pass --arch"
         ) from exc
     except Exception as exc:  # torch.load fails in many ways on a damaged file
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise SparsebenchError(
             f"cannot read {path}: truncated or not a PyTorch checkpoint ({detail})"
         ) from exc
@@ -149,7 +149,7 @@ def _load_export(path: Path) -> tuple[nn.Module, tuple[int, ...] | None]:
     try:
         program = torch.export.load(str(path))
     except Exception as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise SparsebenchError(f"cannot read torch.export program {path}: {detail}") from exc
     shape = None
     args = (getattr(program, "example_inputs", None) or ((), {}))[0]
@@ -178,7 +178,7 @@ def check_input(model: nn.Module, shape: tuple[int, ...], device: str) -> None:
         with torch.inference_mode():
             model(torch.zeros(shape, device=device))
     except Exception as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc)
         raise SparsebenchError(
             f"input shape {list(shape)} does not fit the model: {detail}"
         ) from exc

@@ -213,3 +213,26 @@ def test_cuda_without_gpu(sb_ckpt):
 def test_unknown_device(sb_ckpt):
     with pytest.raises(SparsebenchError, match="unknown device"):
         load(sb_ckpt, device="tpu")
+
+
+def test_parametrized_pickled_module_is_folded(tmp_path, mlp):
+    from torch.nn.utils import parametrize
+
+    class Mask(torch.nn.Module):
+        def __init__(self, mask):
+            super().__init__()
+            self.register_buffer("mask", mask)
+
+        def forward(self, weight):
+            return weight * self.mask
+
+    layer = mlp.fc1
+    mask = (torch.rand_like(layer.weight) > 0.5).float()
+    expected = (layer.weight * mask).detach().clone()
+    parametrize.register_parametrization(layer, "weight", Mask(mask))
+    loaded_model = mlp  # fold in place, as load() does for a pickled module
+    from sparsebench.masks import fold_module_
+
+    assert fold_module_(loaded_model) == ["fc1.weight"]
+    assert not parametrize.is_parametrized(loaded_model.fc1)
+    assert torch.equal(loaded_model.fc1.weight, expected)

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from ..errors import first_line
+
 GO_TIMEOUT_S = 60.0  # how long a loaded child waits for the parent before giving up
 
 
@@ -47,16 +49,11 @@ def child_main(
         conn.send(("done", done))
     except BaseException as exc:  # reported to the parent, which raises it as one line
         try:
-            conn.send(("error", _one_line(exc)))
+            conn.send(("error", first_line(exc, with_type=True)))
         except (OSError, ValueError):
             pass
     finally:
         conn.close()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _reset_rss_high_water_mark() -> bool:

@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from ..._optional import require
+from ...errors import first_line
 from . import SourceUnavailable
 
 J_PER_KWH = 3.6e6
@@ -44,7 +45,8 @@ class CodecarbonCounter:
             self._tracker = tracker_class(**_options_for(tracker_class))
             self._tracker.start_task()  # the first task pays for the hardware probe
         except Exception as exc:
-            raise SourceUnavailable(f"codecarbon could not start: {_one_line(exc)}") from exc
+            detail = first_line(exc, with_type=True)
+            raise SourceUnavailable(f"codecarbon could not start: {detail}") from exc
         self._joules = 0.0
 
     def read(self) -> float:
@@ -58,7 +60,8 @@ class CodecarbonCounter:
         except SourceUnavailable:
             raise
         except Exception as exc:
-            raise SourceUnavailable(f"codecarbon failed: {_one_line(exc)}") from exc
+            detail = first_line(exc, with_type=True)
+            raise SourceUnavailable(f"codecarbon failed: {detail}") from exc
         return self._joules
 
     def joules_between(self, start: float, end: float) -> float:
@@ -83,8 +86,3 @@ def _options_for(tracker_class: type) -> dict[str, Any]:
     if "output_methods" not in accepted:
         options["save_to_file"] = False
     return {key: value for key, value in options.items() if key in accepted}
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
