@@ -25,13 +25,25 @@ class CheckpointMeta:
     dataset: str | None = None
     classes: list[str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    format: str = "dense"
+    export: dict[str, Any] = field(default_factory=dict)  # exporter report (formats/artifact.py)
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta, force: bool = False):
-    """Write `model`'s state_dict with `meta` atomically; loadable with weights_only=True."""
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    meta: CheckpointMeta,
+    force: bool = False,
+    tensors: dict[str, torch.Tensor] | None = None,
+):
+    """Write `model`'s state_dict with `meta` atomically; loadable with weights_only=True.
+
+    `tensors` are saved beside the state_dict (an exporter's reference outputs, say).
+    """
     payload = {
         FORMAT_KEY: {"version": FORMAT_VERSION, **asdict(meta)},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "tensors": {k: v.detach().cpu() for k, v in (tensors or {}).items()},
     }
     atomic_write(path, lambda f: torch.save(payload, f), force=force)
 

@@ -120,8 +120,16 @@ def _load_torch_file(path: Path, options: LoadOptions) -> tuple[nn.Module, str, 
     if is_sparsebench_checkpoint(obj):
         meta = read_meta(obj)
         kwargs = {**meta.arch_kwargs, **(options.arch_kwargs or {})}
-        model, folded = _from_state(obj["state_dict"], meta.arch, kwargs)
-        return model, "sparsebench", {"meta": meta, "folded": folded, "arch": meta.arch}
+        info = {"meta": meta, "arch": meta.arch, "folded": []}
+        if meta.export:  # an exported artifact: its format rebuilds and re-verifies it
+            from .formats.artifact import restore_artifact
+
+            model = build_model(meta.arch, kwargs)
+            tensors = obj.get("tensors", {})
+            model = restore_artifact(meta, model, obj["state_dict"], tensors, options.device)
+            return model, f"artifact:{meta.format}", info
+        model, info["folded"] = _from_state(obj["state_dict"], meta.arch, kwargs)
+        return model, "sparsebench", info
     if isinstance(obj, nn.Module):
         return obj, "pickled-module", {"folded": fold_module_(obj)}
     state = _as_state_dict(obj)

@@ -19,7 +19,7 @@ from .measure.macs import count_macs
 from .measure.memory import measure_memory
 from .measure.size import file_size_mb, state_dict_size_mb
 from .measure.sparsity import measure_sparsity
-from .results import MemoryResult, ProfileRow, Report
+from .results import MB, MemoryResult, ProfileRow, Report
 
 
 @dataclass(frozen=True)
@@ -97,13 +97,15 @@ def profile_loaded(loaded: LoadedModel, config: ProfileConfig | None = None) -> 
         dataset = load_dataset(config.data, config.data_split)
         accuracy = measure_accuracy(model, dataset, loaded.input_shape, config.device)
     warnings = [w for w in (spread_warning(latency),) if w]
+    artifact = _artifact_info(loaded, model, inputs, config.device)
+    warnings += artifact.pop("warnings")
     if loaded.source:
         size_mb, size_source = file_size_mb(loaded.source), "file"
     else:
         size_mb, size_source = state_dict_size_mb(model), "state_dict (in memory)"
     return ProfileRow(
         model=loaded.name,
-        format="dense",
+        format=loaded.meta.format if loaded.meta else "dense",
         runtime="torch",
         device=config.device,
         batch_size=loaded.batch_size,
@@ -132,7 +134,36 @@ def profile_loaded(loaded: LoadedModel, config: ProfileConfig | None = None) -> 
         accuracy=asdict(accuracy) if accuracy else None,
         per_layer=_per_layer(sparsity, macs) if config.per_layer else None,
         warnings=warnings,
+        **artifact,
     )
+
+
+def _artifact_info(loaded: LoadedModel, model, inputs, device: str) -> dict:
+    """Verification, stored size and kernel evidence of an exported artifact (else empty)."""
+    meta = loaded.meta
+    if meta is None or not meta.export:
+        return {"warnings": []}
+    from .formats import get_exporter
+    from .measure.kernels import kernel_evidence
+
+    exporter = get_exporter(meta.format)
+    converted = [x["name"] for x in meta.export.get("layers", []) if x["action"] == "converted"]
+    kernels = None
+    warnings = []
+    if exporter.kernel_evidence:
+        kernels = kernel_evidence(model, inputs, converted, exporter.kernel_evidence, device)
+        if kernels["fell_back_to_dense"]:
+            names = ", ".join(kernels["fell_back_to_dense"][:3])
+            warnings.append(
+                f"{len(kernels['fell_back_to_dense'])} converted layer(s) ran no sparse kernel "
+                f"(fell back to dense): {names}"
+            )
+    return {
+        "warnings": warnings,
+        "verification": meta.export.get("verification"),
+        "stored_mb": meta.export.get("stored_bytes", 0) / MB,
+        "kernels": kernels,
+    }
 
 
 def _per_layer(sparsity, macs) -> list[dict]:

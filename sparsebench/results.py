@@ -122,6 +122,8 @@ class ProfileRow:
     per_layer: list[dict[str, Any]] | None = None
     warnings: list[str] = field(default_factory=list)
     verification: dict[str, Any] | None = None
+    stored_mb: float | None = None  # weights as the format stores them (values + indices ...)
+    kernels: dict[str, Any] | None = None  # measure/kernels.py: did the sparse kernels run?
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProfileRow:

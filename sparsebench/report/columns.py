@@ -16,18 +16,34 @@ class Column:
 
     header: str
     metric: str
-    get: Callable[[ProfileRow], float | None]
+    get: Callable[[ProfileRow], float | str | None]
     digits: int = 3
+    scientific: bool = False
 
     def text(self, row: ProfileRow) -> str:
         value = self.get(row)
         if value is None:
             return NA
-        return f"{value:,.{self.digits}f}" if self.digits else f"{value:,.0f}"
+        if isinstance(value, str):
+            return value
+        if self.scientific:
+            return f"{value:.1e}"
+        return f"{value:,.{self.digits}f}"
 
 
 def _lat(row: ProfileRow) -> float:
     return row.latency_ms.median
+
+
+def _kernel(row: ProfileRow) -> str | None:
+    if row.kernels is None:
+        return None
+    answer = "yes" if row.kernels["sparse_kernel_ran"] else "NO"
+    return f"{answer} ({row.kernels['sparse_layers']}/{row.kernels['converted_layers']} layers)"
+
+
+def _verify(row: ProfileRow) -> float | None:
+    return row.verification.get("max_rel_err") if row.verification else None
 
 
 COLUMNS: list[Column] = [
@@ -48,6 +64,9 @@ COLUMNS: list[Column] = [
     Column("Energy (mJ)", "Energy (mJ)", lambda r: r.energy_mj),
     Column("Top-1 (%)", "Top-1 Accuracy (%)", lambda r: r.top1, 2),
     Column("Top-5 (%)", "Top-5 Accuracy (%)", lambda r: r.top5, 2),
+    Column("Stored (MB)", "Stored Weights (MB)", lambda r: r.stored_mb),
+    Column("Verify err", "Verification Max Rel. Error", _verify, scientific=True),
+    Column("Sparse kernel", "Sparse Kernel Ran", _kernel),
 ]
 
 

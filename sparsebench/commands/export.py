@@ -1,0 +1,111 @@
+"""`sparsebench export` and `sparsebench formats`: convert checkpoints into deployable formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..cli import (
+    Arch,
+    ArchKwargs,
+    BatchSize,
+    Device,
+    Force,
+    InputShape,
+    Trust,
+    _friendly,
+    app,
+    console,
+    load_options,
+)
+from ..results import MB
+
+
+def layer_table(layers: list[dict], title: str) -> Table:
+    """One line per layer: what the exporter did and why."""
+    table = Table(title=title)
+    for header in ("Layer", "Type", "Action", "Reason / details"):
+        table.add_column(header)
+    for layer in layers:
+        details = ", ".join(f"{k}={v}" for k, v in layer.get("details", {}).items())
+        text = "; ".join(part for part in (layer.get("reason", ""), details) if part)
+        table.add_row(layer["name"] or "(root)", layer["kind"], layer["action"], text)
+    return table
+
+
+@app.command()
+@_friendly
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to convert.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="dense, semi24, csr, channels.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Artifact to write.")],
+    enforce: Annotated[bool, typer.Option(help="semi24: magnitude 2:4-prune first.")] = False,
+    ratio: Annotated[
+        float | None, typer.Option(help="channels: prune this fraction first.")
+    ] = None,
+    criterion: Annotated[str, typer.Option(help="channels: l1, l2, bn or taylor.")] = "l1",
+    dtype: Annotated[
+        str | None, typer.Option(help="float16/bfloat16 (semi24 defaults to float16).")
+    ] = None,
+    data: Annotated[str | None, typer.Option(help="Real inputs for verification.")] = None,
+    device: Device = "cpu",
+    arch: Arch = None,
+    arch_kwargs: ArchKwargs = None,
+    input_shape: InputShape = None,
+    batch_size: BatchSize = None,
+    trust_checkpoint: Trust = False,
+    force: Force = False,
+) -> None:
+    """Convert a checkpoint to FORMAT, verify it against the dense model, write the artifact."""
+    from ..formats import ExportConfig
+    from ..formats.export import export as run_export
+
+    config = ExportConfig(
+        format=format,
+        device=device,
+        dtype=dtype,
+        enforce=enforce,
+        ratio=ratio,
+        criterion=criterion,
+        data=data,
+    )
+    options = load_options(arch, arch_kwargs, input_shape, batch_size, trust_checkpoint, "cpu")
+    try:
+        result = run_export(checkpoint, output, config, options, force)
+    except Exception as exc:
+        layers = getattr(exc, "layers", None)
+        if layers is not None:  # e.g. semi24 without a suitable GPU: show what it would do
+            console.print(layer_table([_as_dict(x) for x in layers], f"{format}: eligibility"))
+            stored = getattr(exc, "stored_bytes", None)
+            if stored is not None:
+                console.print(f"would store {stored / MB:.3f} MB")
+        raise
+    console.print(layer_table(result.layers, f"{checkpoint} -> {format}"))
+    check = result.verification
+    console.print(
+        f"verified on {check.samples} {check.inputs} samples: max rel. error "
+        f"{check.max_rel_err:.1e} (tolerance {check.tolerance:.0e}), top-1 agreement "
+        f"{check.top1_agreement:.1%}"
+    )
+    for note in result.notes:
+        console.print(f"• {note}")
+    console.print(f"stored weights {result.stored_bytes / MB:.3f} MB; wrote {output}")
+
+
+def _as_dict(layer) -> dict:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(layer) if is_dataclass(layer) else dict(layer)
+
+
+@app.command()
+@_friendly
+def formats() -> None:
+    """List the export formats."""
+    from ..formats import FORMATS
+
+    for name in FORMATS.names():
+        console.print(f"{name}: {FORMATS.get(name).description}")

@@ -1,0 +1,70 @@
+"""Verification: an exported model must reproduce the dense reference before it is measured."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ..errors import SparsebenchError
+
+
+@dataclass
+class Verification:
+    """Output agreement of an exported model with its dense reference on one batch."""
+
+    samples: int
+    max_abs_err: float
+    max_rel_err: float  # max |a - b| / max |reference|
+    top1_agreement: float  # fraction of samples whose argmax matches
+    tolerance: float
+    inputs: str  # "synthetic" or the dataset spec
+
+    @property
+    def passed(self) -> bool:
+        return self.max_rel_err <= self.tolerance
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed}
+
+
+def compare_outputs(
+    reference: nn.Module,
+    exported: nn.Module,
+    inputs: torch.Tensor,
+    tolerance: float,
+    source: str,
+    device: str = "cpu",
+) -> Verification:
+    """Run both models on `inputs` and measure how far the exported outputs are."""
+    with torch.inference_mode():
+        ref = reference(inputs.to(device)).float().cpu()
+        out = exported(inputs.to(device)).float().cpu()
+    if ref.shape != out.shape:
+        raise SparsebenchError(
+            f"verification failed: output shape {list(out.shape)} != reference {list(ref.shape)}"
+        )
+    abs_err = float((ref - out).abs().max()) if ref.numel() else 0.0
+    scale = float(ref.abs().max()) or 1.0
+    agreement = (
+        float((ref.argmax(dim=-1) == out.argmax(dim=-1)).float().mean()) if ref.dim() > 1 else 1.0
+    )
+    return Verification(
+        samples=int(inputs.shape[0]),
+        max_abs_err=abs_err,
+        max_rel_err=abs_err / scale,
+        top1_agreement=agreement,
+        tolerance=tolerance,
+        inputs=source,
+    )
+
+
+def require_passed(verification: Verification, what: str) -> None:
+    """Raise a one-line error when the exported model is beyond tolerance."""
+    if not verification.passed:
+        raise SparsebenchError(
+            f"verification of {what} failed: max relative error {verification.max_rel_err:.2e} "
+            f"> tolerance {verification.tolerance:.0e} (max abs {verification.max_abs_err:.2e}, "
+            f"top-1 agreement {verification.top1_agreement:.1%}); nothing written"
+        )
