@@ -1,0 +1,74 @@
+"""Interleaved timing of several variants, so machine drift hits all of them alike.
+
+Each round times every variant for a short block, in an order that rotates from round to
+round. Speedups are ratios of per-round medians measured side by side; their spread over the
+rounds shows how much the noisy machine can be trusted.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..results import percentile
+from .latency import LatencyConfig, measure_latency
+
+
+@dataclass
+class SpeedupStats:
+    """Speedup of a variant over a baseline: median and range of per-round ratios."""
+
+    median: float
+    low: float  # 10th percentile of per-round ratios
+    high: float  # 90th percentile
+    rounds: int
+
+
+@dataclass
+class Comparison:
+    """Per-call samples (ms) of each variant, grouped by round."""
+
+    rounds: dict[str, list[list[float]]] = field(default_factory=dict)
+
+    def samples(self, name: str) -> list[float]:
+        return [s for block in self.rounds[name] for s in block]
+
+    def median_ms(self, name: str) -> float:
+        return statistics.median(self.samples(name))
+
+    def speedup(self, name: str, baseline: str) -> SpeedupStats:
+        """How many times faster `name` is than `baseline` (>1 means faster)."""
+        ratios = sorted(
+            statistics.median(base) / statistics.median(mine)
+            for base, mine in zip(self.rounds[baseline], self.rounds[name], strict=True)
+        )
+        return SpeedupStats(
+            median=statistics.median(ratios),
+            low=percentile(ratios, 10),
+            high=percentile(ratios, 90),
+            rounds=len(ratios),
+        )
+
+
+def time_interleaved(
+    variants: dict[str, Callable[[], object]],
+    rounds: int = 5,
+    block_seconds: float = 0.2,
+    block_iters: int = 3,
+    warmup: int = 2,
+    device: str = "cpu",
+) -> Comparison:
+    """Time every variant in `rounds` rotating rounds of at least `block_iters` calls each."""
+    names = list(variants)
+    for name in names:
+        for _ in range(warmup):
+            variants[name]()
+    block = LatencyConfig(warmup=0, min_iters=block_iters, min_seconds=block_seconds)
+    comparison = Comparison({name: [] for name in names})
+    for index in range(rounds):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            stats = measure_latency(variants[name], device, block)
+            comparison.rounds[name].append(stats.samples)
+    return comparison
