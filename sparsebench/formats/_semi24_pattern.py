@@ -84,7 +84,6 @@ def compressed_bytes(shape: tuple[int, ...] | torch.Size, dtype: torch.dtype) ->
     if cols % 16:
         raise ValueError(f"2:4 compression needs rows of a multiple of 16 elements, got {cols}")
     numel = rows * cols
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    values = numel // 2 * itemsize
+    values = numel // 2 * dtype.itemsize
     metadata = numel * _metadata_bits_per_element(dtype) // 8
     return values + metadata

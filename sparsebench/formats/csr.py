@@ -200,8 +200,11 @@ def _report(name: str, module: nn.Module, layer: _CSRLayer) -> LayerReport:
 
 def stored_bytes(model: nn.Module) -> int:
     """Bytes of every tensor in `model`'s state, CSR weights as values + indices only."""
-    tensors = model.state_dict().values()
-    return sum(sum(csr_bytes(t)) if t.layout == torch.sparse_csr else tensor_bytes(t) for t in tensors)
+    sizes = [
+        sum(csr_bytes(t)) if t.layout == torch.sparse_csr else tensor_bytes(t)
+        for t in model.state_dict().values()
+    ]
+    return sum(sizes)
 
 
 def expected_kernel_calls(layers: list[LayerReport]) -> int:
@@ -219,7 +222,9 @@ class CSRExporter(Exporter):
 
     def convert(self, model: nn.Module, example: torch.Tensor, config: ExportConfig) -> Conversion:
         if config.dtype is not None:
-            raise SparsebenchError(f"the csr format keeps the model's dtype; drop --dtype {config.dtype}")
+            raise SparsebenchError(
+                f"the csr format keeps the model's dtype; drop --dtype {config.dtype}"
+            )
         reports, converted = [], {}
         for name, module in prunable_layers(model):
             reason = skip_reason(module)
