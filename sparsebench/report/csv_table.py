@@ -12,6 +12,7 @@ FIELDS = [
     "sparsity_pct", "size_mb", "macs_m", "effective_macs_m", "peak_mem_mb", "avg_mem_mb",
     "latency_median_ms", "latency_mean_ms", "latency_p90_ms", "latency_p99_ms", "latency_std_ms",
     "latency_cv", "latency_samples", "throughput", "energy_mj", "energy_method", "top1", "top5",
+    "stored_mb", "verify_max_rel_err", "sparse_kernel_ran",
 ]  # fmt: skip
 
 
@@ -31,6 +32,8 @@ def render_csv(report: Report) -> str:
             latency_std_ms=lat.std,
             latency_cv=lat.cv,
             latency_samples=len(lat.samples),
+            verify_max_rel_err=(row.verification or {}).get("max_rel_err"),
+            sparse_kernel_ran=(row.kernels or {}).get("sparse_kernel_ran"),
         )
         writer.writerow({k: "" if v is None else v for k, v in flat.items()})
     return buffer.getvalue()

@@ -1,0 +1,1 @@
+"""Benchmark sweeps built on the exporters and interleaved timing (scripts in benchmarks/)."""

@@ -1,0 +1,43 @@
+"""`sparsebench bench-formats`: the format sweep (speedup of each format over dense)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..cli import Device, Force, _friendly, app, console
+
+
+@app.command("bench-formats")
+@_friendly
+def bench_formats(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Markdown file.")] = None,
+    device: Device = "cpu",
+    threads: Annotated[int | None, typer.Option(help="CPU threads (fixed, recorded).")] = None,
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds per comparison.")] = 5,
+    quick: Annotated[bool, typer.Option(help="A small sweep (1024, batch 1, 90 %).")] = False,
+    vgg: Annotated[bool, typer.Option(help="Include VGG16-BN end to end.")] = True,
+    force: Force = False,
+) -> None:
+    """Sweep sparsity for Linear layers and VGG16-BN; print each format's speedup over dense."""
+    from ..bench.formats import SweepConfig, render_sweep, run_sweep
+    from ..device import check_device
+    from ..environment import collect_environment
+    from ..io import atomic_write_text, check_writable
+
+    if output is not None:
+        check_writable(output, force)
+    check_device(device)
+    sweep = SweepConfig(device=device, threads=threads, rounds=rounds, vgg=vgg)
+    if quick:
+        sweep = SweepConfig(device=device, threads=threads, rounds=3, vgg=vgg,
+                            sparsities=(0.9,), linear_sizes=(1024,), batches=(1,),
+                            block_seconds=0.05)  # fmt: skip
+    rows = run_sweep(sweep, progress=lambda text: console.print(f"[dim]… {text}[/dim]"))
+    text = render_sweep(rows, collect_environment(device))
+    console.print(text, markup=False, highlight=False)
+    if output is not None:
+        atomic_write_text(output, text, force=force)
+        console.print(f"wrote {output}")
