@@ -90,3 +90,37 @@ def test_state_dict_size_matches_saved_file(tmp_path):
     torch.save(model.state_dict(), path)
     assert state_dict_size_mb(model) == pytest.approx(file_size_mb(path), rel=0.01)
     assert state_dict_size_mb(model) > (256 * 256 * 4) / 2**20
+
+
+def test_layer_scope_prunes_every_layer_equally_and_global_does_not():
+    from sparsebench.prune import magnitude_prune_
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(1000, 10), nn.Linear(10, 10))  # very different init scales
+    layer = measure_sparsity(magnitude_prune_(model, 0.5, scope="layer")).layers
+    assert [round(x.sparsity_pct) for x in layer] == [50, 50]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(1000, 10), nn.Linear(10, 10))
+    summary = measure_sparsity(magnitude_prune_(model, 0.5, scope="global"))
+    assert summary.sparsity_pct == pytest.approx(50.0, abs=0.01)
+    assert summary.layers[0].sparsity_pct > 50 > summary.layers[1].sparsity_pct
+
+
+def test_compressed_weights_count_like_dense_ones():
+    dense = nn.Linear(8, 4)
+    with torch.no_grad():
+        dense.weight[:, :6] = 0
+
+    class CSRLayer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("weight", dense.weight.detach().to_sparse_csr())
+
+        def forward(self, x):
+            return torch.sparse.mm(self.weight, x.t()).t()
+
+    x = torch.randn(3, 8)
+    csr = count_macs(CSRLayer(), x)
+    assert (csr.dense, csr.effective) == (32, 8)
+    summary = measure_sparsity(CSRLayer())
+    assert summary.sparsity_pct == 75.0 and summary.params == 32 and summary.nonzero_params == 8

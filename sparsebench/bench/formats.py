@@ -1,10 +1,10 @@
 """Format sweep: each format's speedup over dense, measured side by side in one run.
 
 Workloads: a single `nn.Linear` (1024x1024 and 4096x4096) at batch 1 and 32, and VGG16-BN
-end to end, each magnitude-pruned to 50/80/90/95 % unstructured sparsity; VGG16-BN also with
-50 % of its channels removed (the structured baseline). Every converted model is verified
-against its dense counterpart before it is timed; a format that cannot run here is listed
-with the reason instead of a number.
+end to end, each magnitude-pruned layer by layer to 50/80/90/95 % unstructured sparsity;
+VGG16-BN also with 50 % of its channels removed (the structured baseline). Every converted
+model is verified against its dense counterpart before it is timed; a format that cannot run
+here is listed with the reason instead of a number.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def _candidates(model, example, sweep, formats, workload, batch, sparsity):
 def sweep_linear(size: int, batch: int, sparsity: float, sweep: SweepConfig) -> list[SweepRow]:
     """Dense vs each format for one pruned `nn.Linear(size, size)`."""
     torch.manual_seed(0)
-    model = magnitude_prune_(nn.Sequential(nn.Linear(size, size)), sparsity).eval()
+    model = magnitude_prune_(nn.Sequential(nn.Linear(size, size)), sparsity, scope="layer").eval()
     inputs = synthetic_inputs((batch, size)).to(sweep.device)
     model = model.to(sweep.device)
     workload = f"Linear {size}x{size}"
@@ -115,7 +115,8 @@ def sweep_linear(size: int, batch: int, sparsity: float, sweep: SweepConfig) -> 
 def sweep_vgg(sparsity: float, sweep: SweepConfig) -> list[SweepRow]:
     """Dense vs each format for VGG16-BN magnitude-pruned to `sparsity` (random weights)."""
     torch.manual_seed(0)
-    model = magnitude_prune_(create_model("vgg16_bn"), sparsity).eval().to(sweep.device)
+    model = magnitude_prune_(create_model("vgg16_bn"), sparsity, scope="layer")
+    model = model.eval().to(sweep.device)
     inputs = synthetic_inputs((sweep.vgg_batch, 3, 32, 32)).to(sweep.device)
     formats = tuple(f for f in sweep.formats if f != "semi24") or ()
     candidates, rows = _candidates(model, inputs[:1], sweep, formats, "VGG16-BN", sweep.vgg_batch,

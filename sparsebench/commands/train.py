@@ -60,6 +60,7 @@ def prune(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to prune.")],
     output: Output,
     amount: Annotated[float, typer.Option(help="Fraction of conv/linear weights to zero.")] = 0.8,
+    scope: Annotated[str, typer.Option(help="global (rank all weights) or layer.")] = "global",
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
     input_shape: InputShape = None,
@@ -67,7 +68,7 @@ def prune(
     trust_checkpoint: Trust = False,
     force: Force = False,
 ) -> None:
-    """Global magnitude (L1) unstructured pruning; writes a sparsebench checkpoint."""
+    """Magnitude (L1) unstructured pruning; writes a sparsebench checkpoint."""
     from ..checkpoint import CheckpointMeta, save_checkpoint
     from ..io import check_writable
     from ..load import load
@@ -86,8 +87,9 @@ def prune(
             f"{loaded.kind} file; pass --arch"
         )
     meta.input_shape = meta.input_shape or list(loaded.input_shape)
-    meta.extra = {**meta.extra, "pruned": {"method": "global-l1-unstructured", "amount": amount}}
-    magnitude_prune_(loaded.model, amount)
+    method = f"{scope}-l1-unstructured"
+    meta.extra = {**meta.extra, "pruned": {"method": method, "amount": amount}}
+    magnitude_prune_(loaded.model, amount, scope=scope)
     save_checkpoint(output, loaded.model, meta, force=force)
     sparsity = measure_sparsity(loaded.model).sparsity_pct
     console.print(f"pruned {checkpoint} to {sparsity:.2f}% sparsity; wrote {output}")

@@ -5,7 +5,8 @@ Convention (reproduces the assignment's VGG16-BN baseline, 314.002 M):
   torch.utils.flop_counter's FLOPs / 2,
   i.e. one MAC per weight per output position; biases are not counted;
 - BatchNorm in inference: one MAC per output element (it folds into a scale and shift);
-- activations, pooling, LayerNorm, softmax and additions: zero.
+- activations, pooling, LayerNorm, softmax and additions: zero;
+- a sparse-layout (CSR) matmul counts as the dense matmul of the same shapes.
 Effective MACs scale each op that reads a prunable weight by that weight's density
 (non-zeros / elements), i.e. they count only the multiply-adds with a non-zero weight.
 """
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_flop_count
 
-from .sparsity import prunable_layers
+from .sparsity import is_compressed, nonzero_count, prunable_layers
 
 aten = torch.ops.aten
 _BATCH_NORM_OPS = (
@@ -49,6 +50,8 @@ class MacsResult:
 
 
 def _storage_key(tensor: torch.Tensor) -> int:
+    if is_compressed(tensor):  # sparse layouts have no single storage: key by their values
+        tensor = tensor.values()
     return tensor.untyped_storage().data_ptr()
 
 
@@ -59,14 +62,22 @@ class _MacCounter:
         self.layers: dict[int, tuple[str, float]] = {}
         for name, module in prunable_layers(model):
             weight = module.weight.detach()
-            density = int(weight.count_nonzero()) / weight.numel() if weight.numel() else 1.0
+            density = nonzero_count(weight) / weight.numel() if weight.numel() else 1.0
             self.layers[_storage_key(weight)] = (name, density)
         self.effective_flops = 0.0
         self.per_layer: dict[str, int] = defaultdict(int)
 
     def _layer_of(self, args) -> tuple[str, float] | None:
         for arg in args:
-            if isinstance(arg, torch.Tensor) and arg.device.type != "meta":
+            if (
+                isinstance(arg, torch.Tensor)
+                and arg.device.type != "meta"
+                and arg.layout
+                in (
+                    torch.strided,
+                    torch.sparse_csr,
+                )
+            ):
                 hit = self.layers.get(_storage_key(arg))
                 if hit is not None:
                     return hit
@@ -92,12 +103,23 @@ class _MacCounter:
         for op in _BATCH_NORM_OPS:
             table[op] = self.wrap(_batch_norm_flops)
         table[aten._scaled_dot_product_flash_attention_for_cpu] = self.wrap(_cpu_attention_flops)
+        table[aten._sparse_addmm] = self.wrap(_sparse_addmm_flops)
+        table[aten._sparse_mm] = self.wrap(_sparse_mm_flops)
         return table
 
 
 def _cpu_attention_flops(query, key, value, *args, out_val=None, **kwargs) -> int:
     """CPU fused attention, which torch's registry leaves out: QK^T plus attention @ V."""
     return sdpa_flop_count(query.shape, key.shape, value.shape)
+
+
+def _sparse_mm_flops(mat1, mat2, *args, out_val=None, **kwargs) -> int:
+    """A sparse (CSR) matmul counted as the dense matmul of the same shapes."""
+    return 2 * mat1.shape[0] * mat1.shape[1] * mat2.shape[-1]
+
+
+def _sparse_addmm_flops(bias, mat1, mat2, *args, out_val=None, **kwargs) -> int:
+    return _sparse_mm_flops(mat1, mat2)
 
 
 def _batch_norm_flops(*args, out_val=None, **kwargs) -> int:

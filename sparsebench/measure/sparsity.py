@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (
@@ -52,13 +53,28 @@ class SparsitySummary:
         return 100.0 * (1 - nonzero / total) if total else 0.0
 
 
+def is_compressed(tensor: torch.Tensor) -> bool:
+    """Whether a weight is stored in a sparse layout (CSR and friends) rather than dense."""
+    return tensor.layout != torch.strided
+
+
+def nonzero_count(tensor: torch.Tensor) -> int:
+    """Non-zero elements; for a compressed tensor, the non-zeros among its stored values."""
+    if is_compressed(tensor):
+        return int(tensor.values().count_nonzero())
+    return int(tensor.count_nonzero())
+
+
 def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, module) for every conv/linear layer with a weight, in model order."""
-    return [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, PRUNABLE_TYPES) and getattr(module, "weight", None) is not None
-    ]
+    """(name, module) for every conv/linear layer, dense or converted to a sparse layout."""
+    layers = []
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            continue
+        if isinstance(module, PRUNABLE_TYPES) or is_compressed(weight):
+            layers.append((name, module))
+    return layers
 
 
 def measure_sparsity(model: nn.Module) -> SparsitySummary:
@@ -69,13 +85,15 @@ def measure_sparsity(model: nn.Module) -> SparsitySummary:
             kind=type(module).__name__,
             shape=list(module.weight.shape),
             params=module.weight.numel(),
-            nonzero=int(module.weight.count_nonzero()),
+            nonzero=nonzero_count(module.weight),
         )
         for name, module in prunable_layers(model)
     ]
-    params = list(model.parameters())  # parameters() already yields shared tensors once
+    # parameters() yields shared tensors once; compressed weights are buffers, added here
+    tensors = list(model.parameters())
+    tensors += [m.weight for _, m in prunable_layers(model) if is_compressed(m.weight)]
     return SparsitySummary(
         layers=layers,
-        params=sum(p.numel() for p in params),
-        nonzero_params=sum(int(p.count_nonzero()) for p in params),
+        params=sum(t.numel() for t in tensors),
+        nonzero_params=sum(nonzero_count(t) for t in tensors),
     )
