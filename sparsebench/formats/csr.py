@@ -18,6 +18,7 @@ converted to int32 by an `aten::to` copy on every call.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +43,9 @@ EVIDENCE = ("aten::crow_indices",)
 
 def to_csr(matrix: torch.Tensor) -> torch.Tensor:
     """A 2-D dense `matrix` as CSR, with int32 indices when its nnz and size fit in int32."""
-    csr = matrix.detach().to_sparse_csr()
+    with warnings.catch_warnings():  # torch warns once that CSR support is "beta"
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        csr = matrix.detach().to_sparse_csr()
     if max(csr._nnz(), *matrix.shape) >= INT32_MAX:
         return csr
     crow, col = csr.crow_indices().to(torch.int32), csr.col_indices().to(torch.int32)

@@ -54,14 +54,18 @@ class SparsitySummary:
 
 
 def is_compressed(tensor: torch.Tensor) -> bool:
-    """Whether a weight is stored in a sparse layout (CSR and friends) rather than dense."""
-    return tensor.layout != torch.strided
+    """Whether a weight is stored sparse (CSR and friends, 2:4 semi-structured), not dense."""
+    if isinstance(tensor, nn.Parameter):
+        tensor = tensor.data
+    semi = getattr(torch.sparse, "SparseSemiStructuredTensor", ())
+    return tensor.layout != torch.strided or isinstance(tensor, semi)
 
 
 def nonzero_count(tensor: torch.Tensor) -> int:
     """Non-zero elements; for a compressed tensor, the non-zeros among its stored values."""
     if is_compressed(tensor):
-        return int(tensor.values().count_nonzero())
+        data = tensor.data if isinstance(tensor, nn.Parameter) else tensor
+        return int(data.values().count_nonzero())
     return int(tensor.count_nonzero())
 
 
@@ -91,7 +95,12 @@ def measure_sparsity(model: nn.Module) -> SparsitySummary:
     ]
     # parameters() yields shared tensors once; compressed weights are buffers, added here
     tensors = list(model.parameters())
-    tensors += [m.weight for _, m in prunable_layers(model) if is_compressed(m.weight)]
+    known = {id(t) for t in tensors}
+    tensors += [
+        m.weight
+        for _, m in prunable_layers(model)
+        if is_compressed(m.weight) and id(m.weight) not in known
+    ]
     return SparsitySummary(
         layers=layers,
         params=sum(t.numel() for t in tensors),
