@@ -78,7 +78,10 @@ def export(
     except Exception as exc:
         layers = getattr(exc, "layers", None)
         if layers is not None:  # e.g. semi24 without a suitable GPU: show what it would do
-            console.print(layer_table([_as_dict(x) for x in layers], f"{format}: eligibility"))
+            rows = [_as_dict(x) for x in layers]
+            for row in rows:  # nothing was converted: say what would have been
+                row["action"] = {"converted": "eligible"}.get(row["action"], row["action"])
+            console.print(layer_table(rows, f"{format}: eligibility (nothing converted)"))
             stored = getattr(exc, "stored_bytes", None)
             if stored is not None:
                 console.print(f"would store {stored / MB:.3f} MB")
