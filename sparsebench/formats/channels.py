@@ -82,10 +82,11 @@ def layer_reports(
 def _notes(before: int, after: int, plans: list[GroupPlan], config: ExportConfig) -> list[str]:
     removed = sum(len(p.removable) for p in plans)
     total = sum(p.channels for p in plans)
+    folded = sum(len(p.corrections) for p in plans)
     notes = [
-        f"parameters: {before:,} -> {after:,} ({1 - after / before:.1%} fewer)",
+        f"parameters: {before:,} -> {after:,} ({1 - after / max(before, 1):.1%} fewer)",
         f"channels removed: {removed} of {total} in {sum(bool(p.removable) for p in plans)} "
-        "groups (constants of removed channels folded into the next layers' biases)",
+        f"groups; {folded} non-zero constant(s) of removed channels folded into next-layer biases",
     ]
     if config.ratio:
         notes.append(

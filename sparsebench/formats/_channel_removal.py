@@ -1,0 +1,268 @@
+"""Remove all-zero output channels exactly, through torch-pruning's dependency graph.
+
+A channel whose producing conv/linear weights are all zero carries a constant (its bias, through
+BatchNorm, activations and residual adds). Removing it keeps the outputs when every consumer
+absorbs that constant: it is 0, or the consumer is a Linear, or a conv that never sees zero
+padding, with a bias to fold `W[:, channel] * constant` into. Otherwise the channel stays, and
+the plan says why. A torch-pruning group couples channels across layers (residual adds, BN, the
+next layer's inputs), so a channel goes only when it is zero in every producer of its group.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from ..data.synthetic import synthetic_inputs
+from ..errors import SparsebenchError, first_line
+
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+ROOT_TYPES = (*CONV_TYPES, nn.Linear)
+OPTYPE = tp.ops.OPTYPE
+_MODULE_TYPES = {OPTYPE.CONV, OPTYPE.DEPTHWISE_CONV, OPTYPE.LINEAR, OPTYPE.BN, OPTYPE.PRELU}
+_INDEX_TYPES = {OPTYPE.RESHAPE, OPTYPE.CONCAT, OPTYPE.SPLIT}
+_NORMS = {OPTYPE.LN, OPTYPE.GN, OPTYPE.IN}
+# autograd ops known to act on each channel apart (a constant channel stays constant)
+_CHANNELWISE_OPS = re.compile(
+    r"(Relu|Gelu|Silu|Sigmoid|Tanh|Hardswish|Hardsigmoid|Hardtanh|LeakyRelu|Elu|Softplus|Add|Sub"
+    r"|Mul|Div|Neg|Clone|MaxPool\d?D?(WithIndices)?|AvgPool\d?D?|AdaptiveAvgPool\d?D?"
+    r"|AdaptiveMaxPool\d?D?|Addmm|T|Transpose|Permute|View|Reshape|Unsqueeze|Squeeze"
+    r"|Upsample\w*|Cat|Split\w*|Expand|Dropout)Backward\d*"
+)
+_REDUCTIONS = re.compile(r"(Mean|Sum)Backward1")  # over given dims (Backward0: over all)
+_CONSTANT_RTOL = 1e-6
+_PROBE_SAMPLES = 3
+
+
+@dataclass
+class GroupPlan:
+    """One torch-pruning group: its zero channels, those removed, and why the others stay."""
+
+    root: str
+    producers: list[str]
+    channels: int
+    unsafe: str = ""  # why no channel of this group may be removed
+    zero: list[int] = field(default_factory=list)
+    removable: list[int] = field(default_factory=list)
+    kept: Counter = field(default_factory=Counter)  # reason -> zero channels kept for it
+    corrections: list[tuple[nn.Module, torch.Tensor]] = field(default_factory=list)
+
+
+@dataclass
+class LayerTrace:
+    """Inputs each conv/linear layer saw on a probe batch, and how often it ran."""
+
+    inputs: dict[nn.Module, torch.Tensor]
+    calls: Counter
+    order: list[nn.Module]
+
+
+def build_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
+    """torch-pruning's dependency graph of `model`, traced on `example`."""
+    try:
+        with torch.enable_grad():
+            return tp.DependencyGraph().build_dependency(
+                model, example_inputs=example, verbose=False
+            )
+    except Exception as exc:  # the model is user code: any tracing failure is the user's to see
+        raise SparsebenchError(
+            f"torch-pruning could not trace the model's channel dependencies: {first_line(exc)}"
+        ) from exc
+
+
+def probe_inputs(example: torch.Tensor) -> torch.Tensor:
+    """`example` and a few seeded random samples: constants must hold on all of them."""
+    if not example.is_floating_point():
+        return example
+    extra = synthetic_inputs((_PROBE_SAMPLES, *example.shape[1:]), seed=7, dtype=example.dtype)
+    return torch.cat([example, extra.to(example.device)])
+
+
+def trace_layers(model: nn.Module, inputs: torch.Tensor) -> LayerTrace:
+    """Run `model` once, recording each conv/linear layer's first input."""
+    trace = LayerTrace({}, Counter(), [])
+
+    def record(module, args, _output):
+        trace.calls[module] += 1
+        if trace.calls[module] == 1:
+            trace.order.append(module)
+            trace.inputs[module] = args[0].detach().clone()
+
+    handles = [
+        m.register_forward_hook(record) for m in model.modules() if isinstance(m, ROOT_TYPES)
+    ]
+    try:
+        with torch.no_grad():
+            model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return trace
+
+
+def _is_out(dg: tp.DependencyGraph, dep) -> bool:
+    return dg.is_out_channel_pruning_fn(dep.handler)
+
+
+def _op_name(node) -> str:
+    grad_fn = getattr(node, "grad_fn", None)
+    return grad_fn.name() if grad_fn is not None else type(node.module).__name__
+
+
+def _reduces_channels(grad_fn, channels: int) -> bool:
+    """Whether a mean/sum may reduce over the channel dim (any dim of the channel count's size)."""
+    sizes = tuple(grad_fn._saved_self_sym_sizes)
+    dims = [(d - 2**64 if d >= 2**63 else d) % len(sizes) for d in grad_fn._saved_dim]
+    return channels not in sizes or any(sizes[d] == channels for d in dims)
+
+
+def _op_reason(node, channels: int) -> str:
+    op = _op_name(node)
+    if "Attention" in op:
+        return (
+            f"attention dims (through {op}): q/k and v/out dims are coupled per head, and "
+            "removing one would change the head split and the softmax scale"
+        )
+    if _REDUCTIONS.fullmatch(op):
+        if _reduces_channels(node.grad_fn, channels):
+            return f"channels pass through {op}, which may reduce over channels"
+        return ""
+    if not _CHANNELWISE_OPS.fullmatch(op):
+        return f"channels pass through {op}, not known to act on each channel apart"
+    return ""
+
+
+def unsafe_reason(group, names: dict[nn.Module, str]) -> str:
+    """Why removing any channel of `group` could change outputs; "" when it cannot."""
+    channels = len(group[0].idxs)
+    for dep, _ in group:
+        node, module = dep.target, dep.target.module
+        label = names.get(module, node.name)
+        if node.type in _MODULE_TYPES:
+            if isinstance(module, nn.modules.conv._ConvNd):
+                if module.transposed:
+                    return f"channels shared with transposed conv {label}"
+                if module.groups not in (1, module.out_channels):
+                    return f"channels shared with grouped conv {label}"
+            continue
+        if node.type in _NORMS:
+            kind = type(module).__name__
+            return f"channels shared with {label}, a {kind} that normalises across channels"
+        if node.type == OPTYPE.ELEMENTWISE:
+            reason = _op_reason(node, channels)
+            if reason:
+                return reason
+            continue
+        if node.type not in _INDEX_TYPES:
+            return f"channels shared with {label} ({node.type.name}), which removal does not handle"
+    return ""
+
+
+def prunable_groups(dg: tp.DependencyGraph, model: nn.Module, final: nn.Module | None):
+    """(root name, group, unsafe reason) per conv/linear group, the final layer's excluded."""
+    names = {m: n for n, m in model.named_modules()}
+    ignored = [final] if final is not None else []
+    for group in dg.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES):
+        root = group[0].dep.target.module
+        yield names[root], group, unsafe_reason(group, names)
+
+
+def _zero_channels(dg, group) -> list[int]:
+    zero: dict[int, bool] = {}
+    for item in group:
+        module = item.dep.target.module
+        if not (_is_out(dg, item.dep) and isinstance(module, ROOT_TYPES)):
+            continue
+        rows = module.weight.detach()[item.idxs].flatten(1)
+        for root, is_zero in zip(item.root_idxs, (rows.abs().amax(1) == 0).tolist(), strict=True):
+            zero[root] = zero.get(root, True) and is_zero
+    return sorted(root for root, is_zero in zero.items() if is_zero)
+
+
+def _constant(values: torch.Tensor) -> float | None:
+    flat = values.reshape(-1).double()
+    first = flat[0]
+    constant = bool(((flat - first).abs() <= _CONSTANT_RTOL * first.abs()).all())
+    return float(first) if constant else None
+
+
+def _absorb(module: nn.Module, name: str, index: int, trace: LayerTrace):
+    """(bias delta or None, "") if `module` can absorb its constant input `index`, else a reason."""
+    if trace.calls[module] != 1:
+        return None, f"consumer {name} runs {trace.calls[module]} times"
+    x = trace.inputs[module]
+    k = _constant(x[..., index] if isinstance(module, nn.Linear) else x[:, index])
+    if k is None:
+        return None, f"input {index} of {name} is not constant"
+    if k == 0:
+        return None, ""
+    if isinstance(module, CONV_TYPES) and module.padding_mode == "zeros":
+        if module.padding not in ("valid", (0,) * (x.dim() - 2)):  # borders see 0, not k
+            return None, f"non-zero constant into zero-padded conv {name}"
+    if module.bias is None:
+        return None, f"non-zero constant into bias-free {name}"
+    column = module.weight.detach()[:, index]
+    return column.reshape(column.shape[0], -1).sum(1) * k, ""
+
+
+def plan_group(dg, root: str, group, unsafe: str, trace: LayerTrace, names) -> GroupPlan:
+    """Which zero channels of `group` can go, and the bias corrections that keep outputs."""
+    modules = [i.dep.target.module for i in group if _is_out(dg, i.dep)]
+    producers = [names[m] for m in modules if isinstance(m, ROOT_TYPES)]
+    channels = len(group[0].idxs)
+    plan = GroupPlan(root, producers, channels, unsafe)
+    if unsafe:
+        return plan
+    plan.zero = _zero_channels(dg, group)
+    zero, reasons = set(plan.zero), {}
+    deltas: dict[int, list[tuple[nn.Module, torch.Tensor]]] = {r: [] for r in zero}
+    for item in group:
+        module = item.dep.target.module
+        if _is_out(dg, item.dep) or not isinstance(module, ROOT_TYPES):
+            continue
+        for index, root_idx in zip(item.idxs, item.root_idxs, strict=True):
+            if root_idx in zero and root_idx not in reasons:
+                delta, reason = _absorb(module, names[module], index, trace)
+                if reason:
+                    reasons[root_idx] = reason
+                elif delta is not None:
+                    deltas[root_idx].append((module, delta))
+    plan.removable = [r for r in plan.zero if r not in reasons]
+    if len(plan.removable) == channels:  # an empty layer would not run
+        reasons[plan.removable.pop()] = "one channel kept so the layer is not empty"
+    plan.kept = Counter(reasons.values())
+    plan.corrections = [d for r in plan.removable for d in deltas[r]]
+    return plan
+
+
+def apply_plans_(model: nn.Module, dg: tp.DependencyGraph, plans: list[GroupPlan]) -> list[dict]:
+    """Fold the constants into biases, then remove the channels; returns what `replay_` needs."""
+    with torch.no_grad():
+        for plan in plans:
+            for module, delta in plan.corrections:
+                module.bias += delta.to(module.bias.dtype)
+    removed = []
+    for plan in plans:
+        if plan.removable:
+            _prune_out(dg, model.get_submodule(plan.root), plan.removable)
+            removed.append({"layer": plan.root, "channels": list(plan.removable)})
+    return removed
+
+
+def _prune_out(dg: tp.DependencyGraph, module: nn.Module, channels: list[int]) -> None:
+    pruning_fn = dg.get_pruner_of_module(module).prune_out_channels
+    dg.get_pruning_group(module, pruning_fn, idxs=list(channels)).prune()
+
+
+def replay_(model: nn.Module, example: torch.Tensor, removed: list[dict]) -> nn.Module:
+    """Remove the recorded channels from a freshly built `model`, in the recorded order."""
+    if removed:
+        dg = build_graph(model, example)
+        for entry in removed:
+            _prune_out(dg, model.get_submodule(entry["layer"]), entry["channels"])
+    return model
