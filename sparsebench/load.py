@@ -12,6 +12,7 @@ Pruning masks (`torch.nn.utils.prune`, parametrizations) are folded into the wei
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +80,9 @@ def detect_kind(path: Path) -> str:
 
 def _torch_load(path: Path, trust: bool) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust)
+        with warnings.catch_warnings():  # CSR artifacts: torch's one-time "beta" notice
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
         if trust or "weights_only" not in str(exc).lower():
             raise SparsebenchError(f"cannot read {path}: not a valid PyTorch checkpoint") from exc
