@@ -5,7 +5,8 @@ Kinds, detected from the file itself:
 - `state_dict`: a plain state_dict, which needs `arch` (zoo name or `module:factory`);
 - `torchscript`: a `torch.jit.save` archive;
 - `export`: a `torch.export.save` program (`.pt2`);
-- `pickled-module`: a fully pickled nn.Module, only with `trust_checkpoint=True`.
+- `pickled-module`: a fully pickled nn.Module, only with `trust_checkpoint=True`;
+- `.onnx` / `.engine` files, run by ONNX Runtime / TensorRT (`runtimes/`).
 Pruning masks (`torch.nn.utils.prune`, parametrizations) are folded into the weights.
 """
 
@@ -15,6 +16,7 @@ import pickle
 import warnings
 import zipfile
 from dataclasses import dataclass, field
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,12 @@ from .errors import SparsebenchError, first_line
 from .masks import fold_module_, fold_state_dict
 
 _STATE_KEYS = ("state_dict", "model_state_dict", "model")
+# file suffix -> (module, function) that loads it into a RuntimeModule, imported on demand
+_FOREIGN_LOADERS = {
+    ".onnx": (".runtimes.onnxruntime", "load_onnx"),
+    ".engine": (".runtimes.tensorrt", "load_engine"),
+    ".plan": (".runtimes.tensorrt", "load_engine"),
+}
 
 
 @dataclass(frozen=True)
@@ -204,6 +212,10 @@ def load(path: str | Path, options: LoadOptions | None = None, **kwargs) -> Load
     if not path.is_file():
         raise SparsebenchError(f"{path} is not a file")
     device = check_device(options.device)
+    foreign = _FOREIGN_LOADERS.get(path.suffix.lower())
+    if foreign is not None:  # a model for another runtime (ONNX Runtime, TensorRT)
+        module_name, function = foreign
+        return getattr(import_module(module_name, __package__), function)(path, options)
     kind = detect_kind(path)
     info: dict[str, Any] = {}
     found_shape = None

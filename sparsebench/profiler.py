@@ -20,6 +20,7 @@ from .measure.memory import measure_memory
 from .measure.size import file_size_mb, state_dict_size_mb
 from .measure.sparsity import measure_sparsity
 from .results import MB, MemoryResult, ProfileRow, Report
+from .runtimes.base import RuntimeModule
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,10 @@ def profile_loaded(loaded: LoadedModel, config: ProfileConfig | None = None) -> 
         torch.set_num_threads(config.threads)
     model = loaded.model.to(config.device).eval()
     inputs = synthetic_inputs(loaded.input_shape).to(config.device)
-    sparsity = measure_sparsity(model)
-    macs = count_macs(model, inputs[:1])
+    if isinstance(model, RuntimeModule):  # weights and graph live in another runtime
+        sparsity, macs = model.sparsity(), model.macs(inputs[:1])
+    else:
+        sparsity, macs = measure_sparsity(model), count_macs(model, inputs[:1])
     with torch.inference_mode():
         latency = measure_latency(lambda: model(inputs), config.device, config.latency)
         energy = (
@@ -105,8 +108,8 @@ def profile_loaded(loaded: LoadedModel, config: ProfileConfig | None = None) -> 
         size_mb, size_source = state_dict_size_mb(model), "state_dict (in memory)"
     return ProfileRow(
         model=loaded.name,
-        format=loaded.meta.format if loaded.meta else "dense",
-        runtime="torch",
+        format=_format_of(loaded, model),
+        runtime=model.runtime if isinstance(model, RuntimeModule) else "torch",
         device=config.device,
         batch_size=loaded.batch_size,
         input_shape=list(loaded.input_shape),
@@ -136,6 +139,12 @@ def profile_loaded(loaded: LoadedModel, config: ProfileConfig | None = None) -> 
         warnings=warnings,
         **artifact,
     )
+
+
+def _format_of(loaded: LoadedModel, model) -> str:
+    if isinstance(model, RuntimeModule):
+        return model.format
+    return loaded.meta.format if loaded.meta else "dense"
 
 
 def _artifact_info(loaded: LoadedModel, model, inputs, device: str) -> dict:
