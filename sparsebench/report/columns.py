@@ -72,8 +72,9 @@ COLUMNS: list[Column] = [
 
 def row_label(row: ProfileRow) -> str:
     """How a row is named in tables: the model, plus format/runtime when not plain torch."""
-    extra = [] if (row.format, row.runtime) == ("dense", "torch") else [row.format, row.runtime]
-    return " / ".join([row.model, *extra])
+    if (row.format, row.runtime) == ("dense", "torch"):
+        return row.model
+    return f"{row.model} ({row.format}, {row.runtime})"
 
 
 def unavailable_notes(rows: list[ProfileRow]) -> list[str]:
