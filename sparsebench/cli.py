@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import SparsebenchError
 
@@ -31,7 +32,9 @@ def _friendly(fn):
         try:
             return fn(*args, **kwargs)
         except SparsebenchError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            # escaped: rich would take 'sparsebench[onnx]' in a message for markup and drop it
+            message = escape(str(exc))
+            err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(ERROR_EXIT) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
@@ -40,7 +43,7 @@ def _friendly(fn):
             if os.environ.get("SPARSEBENCH_DEBUG"):
                 raise
             err_console.print(
-                f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} "
+                f"[red]error:[/red] unexpected {type(exc).__name__}: {escape(str(exc))} "
                 "(set SPARSEBENCH_DEBUG=1 for the traceback)",
                 highlight=False,
                 soft_wrap=True,

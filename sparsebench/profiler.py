@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass, field
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -11,6 +12,7 @@ import torch
 from .data import load_dataset
 from .data.synthetic import synthetic_inputs
 from .environment import collect_environment
+from .errors import SparsebenchError
 from .load import LoadedModel, LoadOptions, load
 from .measure.accuracy import measure_accuracy
 from .measure.energy import measure_energy
@@ -22,10 +24,16 @@ from .measure.sparsity import measure_sparsity
 from .results import MB, MemoryResult, ProfileRow, Report
 from .runtimes.base import RuntimeModule
 
+RUNTIMES = ("torch", "onnxruntime")
+
 
 @dataclass(frozen=True)
 class ProfileConfig:
-    """What to measure and for how long; `threads` None keeps torch's current thread count."""
+    """What to measure and for how long; `threads` None keeps torch's current thread count.
+
+    `runtime="onnxruntime"` exports each PyTorch checkpoint to ONNX on the fly and runs it in
+    ONNX Runtime; `.onnx` files run in ONNX Runtime whatever the runtime.
+    """
 
     device: str = "cpu"
     threads: int | None = None
@@ -37,6 +45,11 @@ class ProfileConfig:
     data: str | None = None
     data_split: str = "test"
     per_layer: bool = False
+    runtime: str = "torch"
+
+    def __post_init__(self):
+        if self.runtime not in RUNTIMES:
+            raise SparsebenchError(f"unknown runtime '{self.runtime}': use {' or '.join(RUNTIMES)}")
 
 
 def _build_from_file(path: str, options: LoadOptions, threads: int | None):
@@ -106,6 +119,9 @@ def profile_loaded(loaded: LoadedModel, config: ProfileConfig | None = None) -> 
         size_mb, size_source = file_size_mb(loaded.source), "file"
     else:
         size_mb, size_source = state_dict_size_mb(model), "state_dict (in memory)"
+    threads, runtime_options = torch.get_num_threads(), getattr(model, "settings", None)
+    if runtime_options and "intra_op_num_threads" in runtime_options:
+        threads = runtime_options["intra_op_num_threads"]  # what the session really uses
     return ProfileRow(
         model=loaded.name,
         format=_format_of(loaded, model),
@@ -131,7 +147,8 @@ def profile_loaded(loaded: LoadedModel, config: ProfileConfig | None = None) -> 
         top5=accuracy.top5 if accuracy else None,
         source=loaded.source,
         source_kind=loaded.kind,
-        threads=torch.get_num_threads(),
+        threads=threads,
+        runtime_options=runtime_options,
         memory=memory,
         energy=energy,
         accuracy=asdict(accuracy) if accuracy else None,
@@ -190,6 +207,27 @@ def _per_layer(sparsity, macs) -> list[dict]:
     ]
 
 
+def _load_for_runtime(path, options: LoadOptions, runtime: str, folder: Path):
+    """(loaded model, original path): a checkpoint for onnxruntime is exported to ONNX first."""
+    if runtime != "onnxruntime" or Path(path).suffix.lower() == ".onnx":
+        return load(path, options), None
+    from .formats import ExportConfig
+    from .formats.export import export
+
+    folder.mkdir(parents=True)
+    target = folder / f"{Path(path).stem}.onnx"
+    export(path, target, ExportConfig(format="onnx"), replace(options, device="cpu"))
+    return load(target, options), Path(path)
+
+
+def _profile_one(loaded: LoadedModel, original: Path | None, config: ProfileConfig):
+    row = profile_loaded(loaded, config)
+    if original is not None:  # report the checkpoint the user gave, not the temporary file
+        row.source = str(original)
+        row.size_source = "file (ONNX exported on the fly)"
+    return row
+
+
 def profile(
     paths: list[str | Path] | str | Path,
     config: ProfileConfig | None = None,
@@ -199,8 +237,15 @@ def profile(
     config = config or ProfileConfig()
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
     options = LoadOptions(**{**asdict(options or LoadOptions()), "device": config.device})
-    loaded = [load(path, options) for path in paths]  # fail fast, before any timing
-    rows = [profile_loaded(item, config) for item in loaded]
+    if config.threads:  # before loading: ONNX Runtime sessions take torch's thread count
+        torch.set_num_threads(config.threads)
+    # exported ONNX files stay until the rows are measured: the memory child re-loads them
+    with tempfile.TemporaryDirectory(prefix="sparsebench-onnx-") as folder:
+        loaded = [  # fail fast, before any timing
+            _load_for_runtime(path, options, config.runtime, Path(folder) / str(index))
+            for index, path in enumerate(paths)
+        ]
+        rows = [_profile_one(item, source, config) for item, source in loaded]
     settings = asdict(config)
     settings["load"] = {k: v for k, v in asdict(options).items() if v not in (None, False)}
     return Report(environment=collect_environment(config.device), config=settings, results=rows)

@@ -124,6 +124,7 @@ class ProfileRow:
     verification: dict[str, Any] | None = None
     stored_mb: float | None = None  # weights as the format stores them (values + indices ...)
     kernels: dict[str, Any] | None = None  # measure/kernels.py: did the sparse kernels run?
+    runtime_options: dict[str, Any] | None = None  # e.g. ONNX Runtime providers and threads
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProfileRow:

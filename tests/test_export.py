@@ -116,3 +116,12 @@ def test_cli_export_refuses_existing_output(sb_ckpt, tmp_path):
     result = runner.invoke(app, ["export", str(sb_ckpt), "-f", "dense", "-o", str(out)])
     assert result.exit_code == 2 and "--force" in result.output
     assert out.read_bytes() == b"keep"
+
+
+def test_torch_formats_refuse_an_onnx_source(sb_ckpt, tmp_path):
+    pytest.importorskip("onnxruntime")
+    onnx_path = tmp_path / "m.onnx"
+    export(sb_ckpt, onnx_path, ExportConfig(format="onnx"))
+    with pytest.raises(SparsebenchError, match="runs in onnxruntime"):
+        export(onnx_path, tmp_path / "csr.pt", ExportConfig(format="csr"))
+    assert not (tmp_path / "csr.pt").exists()

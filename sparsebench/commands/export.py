@@ -40,7 +40,9 @@ def layer_table(layers: list[dict], title: str) -> Table:
 @_friendly
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to convert.")],
-    format: Annotated[str, typer.Option("--format", "-f", help="dense, semi24, csr, channels.")],
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="dense, semi24, csr, channels, onnx, tensorrt.")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Artifact to write.")],
     enforce: Annotated[bool, typer.Option(help="semi24: magnitude 2:4-prune first.")] = False,
     ratio: Annotated[
@@ -48,9 +50,25 @@ def export(
     ] = None,
     criterion: Annotated[str, typer.Option(help="channels: l1, l2, bn or taylor.")] = "l1",
     dtype: Annotated[
-        str | None, typer.Option(help="float16/bfloat16 (semi24 defaults to float16).")
+        str | None,
+        typer.Option(
+            help="float16/bfloat16 (semi24, tensorrt: default float16); tensorrt also "
+            "float32 and int8 (calibrated on --data)."
+        ),
     ] = None,
-    data: Annotated[str | None, typer.Option(help="Real inputs for verification.")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Real inputs for verification (tensorrt int8: calibration).")
+    ] = None,
+    sparse_weights: Annotated[
+        bool | None,
+        typer.Option(
+            "--sparse-weights/--no-sparse-weights",
+            help="tensorrt: SPARSE_WEIGHTS flag (default: on when weights are 2:4 sparse).",
+        ),
+    ] = None,
+    sparse_initializers: Annotated[
+        bool, typer.Option(help="onnx: store mostly-zero weights as sparse_initializer (COO).")
+    ] = False,
     device: Device = "cpu",
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
@@ -71,6 +89,8 @@ def export(
         ratio=ratio,
         criterion=criterion,
         data=data,
+        sparse_weights=sparse_weights,
+        sparse_initializers=sparse_initializers,
     )
     options = load_options(arch, arch_kwargs, input_shape, batch_size, trust_checkpoint, "cpu")
     try:

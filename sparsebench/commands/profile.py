@@ -45,6 +45,13 @@ def profile(
     energy: Annotated[bool, typer.Option(help="Measure energy per inference.")] = True,
     energy_seconds: Annotated[float, typer.Option(help="Window for energy (>= ~1 s).")] = 1.0,
     per_layer: Annotated[bool, typer.Option(help="Print a per-layer sparsity table.")] = False,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            help="torch, or onnxruntime: export checkpoints to ONNX on the fly and run them "
+            "in ONNX Runtime (.onnx files always run there)."
+        ),
+    ] = "torch",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write .md, .json or .csv.")
     ] = None,
@@ -75,6 +82,7 @@ def profile(
         data=data,
         data_split=split,
         per_layer=per_layer,
+        runtime=runtime,
     )
     options = load_options(arch, arch_kwargs, input_shape, batch_size, trust_checkpoint, device)
     report = run_profile(checkpoints, config, options)

@@ -31,8 +31,10 @@ class ExportConfig:
     enforce: bool = False  # semi24: magnitude-prune to 2:4 first
     ratio: float | None = None  # channels: prune this fraction of channels first
     criterion: str = "l1"  # channels: l1 | l2 | bn | taylor
-    data: str | None = None  # verification (and taylor) inputs; synthetic when None
+    data: str | None = None  # verification (taylor, tensorrt int8 calibration) inputs
     verify_samples: int = 64
+    sparse_initializers: bool = False  # onnx: store mostly-zero weights as sparse_initializer
+    sparse_weights: bool | None = None  # tensorrt: SPARSE_WEIGHTS flag; None = if 2:4 weights
 
 
 @dataclass
@@ -65,11 +67,19 @@ class Exporter:
     description: str = ""
     tolerance: float = 1e-4  # max relative error allowed in verification
     kernel_evidence: tuple[str, ...] = ()  # profiler op-name fragments of the sparse kernels
+    file_based: bool = False  # writes its own file (export_file), not a sparsebench artifact
 
     def convert(self, model: nn.Module, example: torch.Tensor, config: ExportConfig) -> Conversion:
         raise NotImplementedError
 
     def restore(self, model: nn.Module, payload: dict, state_dict: dict, device: str) -> nn.Module:
+        raise NotImplementedError
+
+    def export_file(self, source, output, config: ExportConfig, options, force: bool):
+        """File-based formats: load `source`, build, verify and write `output` themselves.
+
+        Returns an `export.ExportResult`; `output` was already checked to be writable.
+        """
         raise NotImplementedError
 
     def tolerance_for(self, config: ExportConfig) -> float:

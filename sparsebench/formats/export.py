@@ -15,6 +15,7 @@ from ..errors import SparsebenchError
 from ..io import check_writable
 from ..load import LoadedModel, LoadOptions, load
 from ..measure.accuracy import fit_samples
+from ..runtimes.base import RuntimeModule
 from .artifact import REFERENCE_KEY, check_inputs
 from .base import Conversion, ExportConfig, get_exporter
 from .verify import Verification, compare_outputs, require_passed
@@ -73,7 +74,14 @@ def export(
     check_writable(output, force)
     exporter = get_exporter(config.format)
     options = options or LoadOptions()
+    if exporter.file_based:  # e.g. a TensorRT engine: the exporter writes its own file
+        return exporter.export_file(source, output, config, options, force)
     loaded = load(source, LoadOptions(**{**asdict(options), "device": "cpu"}))
+    if isinstance(loaded.model, RuntimeModule):
+        raise SparsebenchError(
+            f"{source} runs in {loaded.model.runtime}; the {config.format} format converts "
+            "PyTorch checkpoints (export from the checkpoint the ONNX/engine file came from)"
+        )
     meta = _meta(loaded, options)
     inputs, label = verification_inputs(loaded, config)
     dense_reference = copy.deepcopy(loaded.model)

@@ -1,0 +1,238 @@
+"""`tensorrt`: a TensorRT engine built from ONNX, verified, written with a JSON sidecar.
+
+File-based: `export` hands over to `TensorRTExporter.export_file`, which
+1. checks the options (INT8 needs `--data`), then for a CUDA GPU and the tensorrt package,
+   before any work (one error naming what is missing: the GPU first, since without one the
+   package would not help);
+2. loads the source as the reference (a PyTorch checkpoint, or an `.onnx` file run by ONNX
+   Runtime) and, for a checkpoint, exports it to a temporary ONNX file with the `onnx` format;
+3. builds the engine: FP16 by default (`--dtype float32|float16|bfloat16|int8`; INT8 needs
+   `--data`, whose train split calibrates with an entropy calibrator), the SPARSE_WEIGHTS flag
+   when Conv/Gemm/MatMul weights are 2:4 sparse (or as `--[no-]sparse-weights` says), a dynamic
+   batch profile from 1 to max(64, batch) with the given batch as the optimum;
+4. verifies the engine's outputs against the reference (relative tolerance 1e-2 for FP16 and
+   BF16, 1e-4 for FP32 with TF32 off, 1e-1 for INT8); a failure writes nothing;
+5. writes OUT (the serialized engine) and OUT.json (input shape, classes, source, precision
+   flags, verification, per-layer tactics and precisions from the engine inspector, and the
+   source model's sparsity and MACs), each atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from ..device import check_device
+from ..errors import SparsebenchError, first_line
+from ..io import atomic_write, atomic_write_text, check_writable
+from ..runtimes.tensorrt import (
+    SIDECAR_KIND,
+    SIDECAR_VERSION,
+    TensorRTModule,
+    require_tensorrt,
+    sidecar_path,
+)
+from ._tensorrt_build import BuiltEngine, build_engine, inspect_engine
+from ._tensorrt_layers import parse_engine_layers, summarize_layers
+from ._tensorrt_plan import BuildPlan, check_options, plan_build, scan_onnx_weights
+from .base import ExportConfig, Exporter, LayerReport, register_format
+from .verify import compare_outputs, require_passed
+
+CALIBRATION_SAMPLES = 512
+
+
+def build_device(device: str) -> str:
+    """The CUDA device to build on: `device` when it is one, else the current CUDA device."""
+    if device.startswith("cuda"):
+        return check_device(device)
+    return f"cuda:{torch.cuda.current_device()}"
+
+
+def calibration_batches(spec: str, input_shape: tuple[int, ...], batch: int) -> list[torch.Tensor]:
+    """Up to CALIBRATION_SAMPLES samples of `spec`'s train split, in whole batches of `batch`."""
+    from ..data import load_dataset
+    from ..measure.accuracy import fit_samples
+
+    x = fit_samples(load_dataset(spec, "train").x[:CALIBRATION_SAMPLES], input_shape).float()
+    usable = len(x) // batch * batch
+    if usable == 0:
+        raise SparsebenchError(
+            f"INT8 calibration needs at least one batch of {batch} samples; "
+            f"the train split of {spec} has {len(x)}"
+        )
+    return list(x[:usable].split(batch))
+
+
+def record(compute) -> dict:
+    """`{"available": True, "value": ...}` from a dataclass-returning call, else the reason."""
+    try:
+        return {"available": True, "value": asdict(compute())}
+    except (NotImplementedError, SparsebenchError) as exc:
+        reason = first_line(exc) if str(exc) else "the source's runtime does not report it"
+        return {"available": False, "reason": reason}
+
+
+def source_stats(model, example: torch.Tensor) -> dict:
+    """Sparsity and MACs of the source model, for the sidecar (a runtime module answers itself)."""
+    from ..measure.macs import count_macs
+    from ..measure.sparsity import measure_sparsity
+    from ..runtimes.base import RuntimeModule
+
+    if isinstance(model, RuntimeModule):
+        return {"sparsity": record(model.sparsity), "macs": record(lambda: model.macs(example))}
+    return {
+        "sparsity": record(lambda: measure_sparsity(model)),
+        "macs": record(lambda: count_macs(model, example)),
+    }
+
+
+def _onnx_file(source: Path, folder: Path, config: ExportConfig, options) -> Path:
+    """`source` itself when it is ONNX, else its export by the `onnx` format into `folder`."""
+    if source.suffix.lower() == ".onnx":
+        return source
+    from .export import export
+
+    path = folder / f"{source.stem}.onnx"
+    onnx_config = ExportConfig(
+        format="onnx", data=config.data, verify_samples=config.verify_samples
+    )
+    export(source, path, onnx_config, options)
+    return path
+
+
+def _verify(module, reference, inputs, label: str, plan: BuildPlan, built: BuiltEngine):
+    """Compare the engine with the reference on `inputs` (the module slices large batches)."""
+    low = built.batch[0]
+    usable = len(inputs) // low * low  # a fixed-batch engine (low == high) takes whole batches
+    if usable == 0:
+        raise SparsebenchError(f"verification needs at least {low} samples, got {len(inputs)}")
+    check = compare_outputs(reference, module, inputs[:usable], plan.tolerance, label, "cpu")
+    require_passed(check, "the tensorrt engine")
+    return check
+
+
+def _build_info(trt, device: str) -> dict:
+    index = torch.device(device).index or 0
+    major, minor = torch.cuda.get_device_capability(index)
+    return {
+        "tensorrt": trt.__version__,
+        "gpu": torch.cuda.get_device_name(index),
+        "capability": f"{major}.{minor}",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+    }
+
+
+def _sidecar(source: Path, output: Path, loaded, built: BuiltEngine, plan: BuildPlan) -> dict:
+    """The sidecar fields known once the engine is built (the caller adds the measured ones)."""
+    meta = loaded.meta
+    calibration = {"data": plan.calibration, "split": "train", "samples": built.calibrated_samples}
+    return {
+        "sparsebench": {"kind": SIDECAR_KIND, "version": SIDECAR_VERSION},
+        "engine": output.name,
+        "source": str(source),
+        "source_kind": loaded.kind,
+        "arch": meta.arch if meta else None,
+        "classes": meta.classes if meta else None,
+        "input_name": built.input_name,
+        "output_name": built.output_name,
+        "input_shape": list(loaded.input_shape),
+        "batch": dict(zip(("min", "opt", "max"), built.batch, strict=True)),
+        "precision": {
+            "dtype": plan.dtype,
+            "flags": list(plan.flags),
+            "cleared_flags": list(plan.cleared),
+            "sparse_weights": plan.sparse_weights,
+            "sparse_weights_reason": plan.sparse_reason,
+        },
+        "calibration": calibration if plan.int8 else None,
+    }
+
+
+def _notes(plan, built, summary, stats, build, layer_notes, sidecar) -> list[str]:
+    low, opt, high = built.batch
+    sparse = summary["sparse_layers"]
+    notes = [
+        f"{plan.dtype} engine for {build['gpu']} (sm{build['capability'].replace('.', '')}) "
+        f"with TensorRT {build['tensorrt']}; batch profile {low}/{opt}/{high} (min/opt/max)",
+        f"SPARSE_WEIGHTS {plan.sparse_reason}",
+        f"{len(sparse)} of {summary['compute_layers']} Conv/GEMM layers run 2:4 sparse tactics"
+        + (f": {', '.join(sparse[:3])}" if sparse else ""),
+    ]
+    if plan.int8:
+        notes.append(f"INT8 calibrated on {built.calibrated_samples} samples ({plan.calibration})")
+    notes += plan.notes + layer_notes
+    notes += [f"{k} unavailable: {v['reason']}" for k, v in stats.items() if not v["available"]]
+    notes.append(f"sidecar {sidecar.name}")
+    return notes
+
+
+def table_rows(layers: list[LayerReport]) -> list[dict]:
+    """The CLI's view: compute layers (sparse or dense tactic) and their precisions only."""
+    compute = [layer for layer in layers if layer.action in ("sparse", "dense")] or layers
+    rows = []
+    for layer in compute:
+        shown = {"precision": "precision", "weights": "weights_precision"}
+        details = {key: layer.details.get(field) for key, field in shown.items()}
+        rows.append(asdict(replace(layer, details={k: v for k, v in details.items() if v})))
+    return rows
+
+
+def _write(output: Path, sidecar: Path, data: bytes, info: dict, force: bool) -> None:
+    atomic_write(output, lambda f: f.write(data), force=force)
+    try:
+        atomic_write_text(sidecar, json.dumps(info, indent=2) + "\n", force=force)
+    except BaseException:
+        output.unlink(missing_ok=True)  # an engine without its sidecar cannot be loaded
+        raise
+
+
+@register_format
+class TensorRTExporter(Exporter):
+    """A serialized TensorRT engine (+ JSON sidecar), with 2:4 sparse tactics where they apply."""
+
+    name = "tensorrt"
+    description = "TensorRT engine + JSON sidecar (fp16/bf16/fp32/int8, 2:4 sparse tactics; GPU)"
+    tolerance = 1e-2
+    file_based = True
+
+    def export_file(self, source, output, config: ExportConfig, options, force: bool):
+        """Build, verify and write the engine and its sidecar (see the module docstring)."""
+        from ..load import LoadOptions, load  # imported here: export.py dispatches to us
+        from .export import ExportResult, verification_inputs
+
+        source, output = Path(source), Path(output)
+        sidecar = check_writable(sidecar_path(output), force)
+        check_options(config)
+        trt = require_tensorrt("TensorRT engines")
+        device = build_device(config.device)
+        loaded = load(source, LoadOptions(**{**asdict(options), "device": "cpu"}))
+        inputs, label = verification_inputs(loaded, config)
+        with tempfile.TemporaryDirectory(prefix="sparsebench-trt-") as folder:
+            onnx_path = _onnx_file(source, Path(folder), config, options)
+            weights = scan_onnx_weights(onnx_path)
+            plan = plan_build(config, weights, loaded.input_shape[0])
+            calibration = None
+            if plan.int8:
+                calibration = calibration_batches(plan.calibration, loaded.input_shape, plan.opt)
+            built = build_engine(trt, onnx_path, plan, loaded.input_shape, device, calibration)
+        module = TensorRTModule(trt, built.data, device)
+        try:
+            layers, layer_notes = parse_engine_layers(inspect_engine(trt, module.engine))
+            verification = _verify(module, loaded.model, inputs, label, plan, built)
+        finally:
+            module.close()
+        summary = summarize_layers(layers)
+        stats = source_stats(loaded.model, inputs[:1])
+        build = _build_info(trt, device)
+        info = _sidecar(source, output, loaded, built, plan)
+        info.update(weights_24=weights, verification=verification.to_dict(), layer_summary=summary)
+        info.update(layers=[asdict(layer) for layer in layers], **stats, build=build)
+        _write(output, sidecar, built.data, info, force)
+        notes = _notes(plan, built, summary, stats, build, layer_notes, sidecar)
+        rows = table_rows(layers)
+        return ExportResult(output, self.name, rows, len(built.data), verification, notes)
