@@ -1,0 +1,64 @@
+"""What `sparsebench compare` measures: formats, runtimes, timing and the accuracy budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import SparsebenchError
+
+FORMATS = ("dense", "csr", "channels", "semi24", "onnx")
+RUNTIMES = ("torch", "onnxruntime")
+RUNTIME_OF = {"onnx": "onnxruntime"}  # every other format runs in torch
+
+
+def runtime_of(fmt: str) -> str:
+    """The runtime that runs `fmt` (ONNX files in ONNX Runtime, the rest in PyTorch)."""
+    return RUNTIME_OF.get(fmt, "torch")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Options of a comparison; the dense/torch baseline of each checkpoint is always measured.
+
+    `ratio` None makes `channels` remove only channels that are already all zero.
+    """
+
+    formats: tuple[str, ...] = ("dense", "csr", "channels", "onnx")
+    runtimes: tuple[str, ...] = RUNTIMES
+    device: str = "cpu"
+    data: str | None = None
+    data_split: str = "test"
+    max_acc_drop: float = 1.0
+    ratio: float | None = None
+    rounds: int = 5
+    block_seconds: float = 0.2
+    block_iters: int = 3
+    warmup: int = 2
+    threads: int | None = None
+
+    def __post_init__(self):
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown:
+            raise SparsebenchError(
+                f"unknown format '{unknown[0]}' for compare: use {', '.join(FORMATS)}"
+            )
+        bad = [r for r in self.runtimes if r not in RUNTIMES]
+        if bad:
+            raise SparsebenchError(f"unknown runtime '{bad[0]}': use {' or '.join(RUNTIMES)}")
+        if "torch" not in self.runtimes:
+            raise SparsebenchError("compare needs the torch runtime for the dense baseline")
+        if self.rounds < 2:
+            raise SparsebenchError("--rounds must be at least 2 (speedups are per-round ratios)")
+        if self.ratio is not None and not 0 < self.ratio < 1:
+            raise SparsebenchError(f"--ratio {self.ratio} must be between 0 and 1")
+        if self.max_acc_drop < 0:
+            raise SparsebenchError("--max-acc-drop must be >= 0 (points of top-1)")
+
+    def variants(self) -> list[tuple[str, str]]:
+        """(format, runtime) pairs to build, dense/torch first, in the order asked."""
+        pairs = [("dense", "torch")]
+        for fmt in self.formats:
+            pair = (fmt, runtime_of(fmt))
+            if pair[1] in self.runtimes and pair not in pairs:
+                pairs.append(pair)
+        return pairs
