@@ -25,6 +25,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], force: boo
     """Call `write` on a temporary file beside `path`, then rename it into place."""
     path = check_writable(path, force)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give a normal file's mode
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -33,6 +34,12 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], force: boo
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str, force: bool = False) -> Path:
