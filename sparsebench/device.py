@@ -27,3 +27,10 @@ def check_device(device: str) -> str:
             raise SparsebenchError(f"--device {device}: only {torch.cuda.device_count()} GPU(s)")
         return device
     raise SparsebenchError(f"unknown device '{device}': use cpu, cuda or cuda:N")
+
+
+def check_threads(threads: int | None) -> int | None:
+    """None keeps torch's thread count; otherwise at least one thread."""
+    if threads is not None and threads < 1:
+        raise SparsebenchError(f"--threads must be >= 1 (got {threads})")
+    return threads

@@ -14,6 +14,8 @@ from .errors import SparsebenchError
 def check_writable(path: str | Path, force: bool = False) -> Path:
     """Refuse an existing file unless `force`, and a missing parent directory."""
     path = Path(path)
+    if path.is_dir():
+        raise SparsebenchError(f"{path} is a directory, not a file")
     if path.exists() and not force:
         raise SparsebenchError(f"{path} already exists; pass --force to overwrite it")
     if not path.parent.exists():

@@ -11,6 +11,7 @@ import torch
 
 from .data import load_dataset
 from .data.synthetic import synthetic_inputs
+from .device import check_threads
 from .environment import collect_environment
 from .errors import SparsebenchError
 from .load import LoadedModel, LoadOptions, load
@@ -50,6 +51,9 @@ class ProfileConfig:
     def __post_init__(self):
         if self.runtime not in RUNTIMES:
             raise SparsebenchError(f"unknown runtime '{self.runtime}': use {' or '.join(RUNTIMES)}")
+        check_threads(self.threads)
+        if self.memory_seconds <= 0 or self.energy_seconds <= 0:
+            raise SparsebenchError("--memory-seconds and --energy-seconds must be > 0")
 
 
 def _build_from_file(path: str, options: LoadOptions, threads: int | None):

@@ -70,6 +70,7 @@ def test_per_layer_table(sb_ckpt):
         (["profile", "{sd}", "--arch", ARCH, "--arch-kwargs", "nope"], "not valid JSON"),
         (["profile", "{sb}", "--device", "tpu"], "unknown device"),
         (["profile", "{sb}", "-o", "{tmp}/r.xlsx"], "unknown report type"),
+        (["profile", "{sb}", "--threads", "0"], "--threads must be >= 1"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(args, message, sb_ckpt, state_dict_ckpt, tmp_path):
@@ -79,6 +80,30 @@ def test_bad_input_gives_one_line_and_exit_2(args, message, sb_ckpt, state_dict_
     assert message in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "r.xlsx").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--min-iters", "0"], "--min-iters >= 1"),
+        (["--memory-seconds", "0"], "--memory-seconds and --energy-seconds must be > 0"),
+        (["--energy-seconds", "-1"], "--memory-seconds and --energy-seconds must be > 0"),
+    ],
+)
+def test_bad_measurement_options_are_one_line_errors(args, message, sb_ckpt):
+    result = invoke("profile", sb_ckpt, *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "unexpected" not in result.output and "Traceback" not in result.output
+
+
+def test_output_that_is_a_directory_is_refused_even_with_force(sb_ckpt, tmp_path):
+    folder = tmp_path / "report.md"
+    folder.mkdir()
+    result = invoke("profile", sb_ckpt, *FAST, "-o", folder, "--force")
+    assert result.exit_code == 2
+    assert "is a directory" in result.output and "unexpected" not in result.output
+    assert folder.is_dir() and not any(folder.iterdir())
 
 
 def test_existing_output_is_not_overwritten(sb_ckpt, tmp_path):

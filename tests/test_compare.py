@@ -211,6 +211,9 @@ def test_cli_writes_markdown_with_plots_and_json(mlp_ckpt, tmp_path):
     [
         (["--formats", "dense,cssr"], "unknown format 'cssr'"),
         (["--output", "r.txt"], "unknown report type"),
+        (["--threads", "0"], "--threads must be >= 1"),
+        (["--threads", "-2"], "--threads must be >= 1"),
+        (["--block-seconds", "-1"], "--block-seconds must be >= 0"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(mlp_ckpt, args, message):

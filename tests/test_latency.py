@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from sparsebench.errors import SparsebenchError
 from sparsebench.measure.latency import LatencyConfig, measure_latency, spread_warning
 from sparsebench.results import LatencyStats
 
@@ -60,5 +61,5 @@ def test_high_spread_is_warned_about():
 
 
 def test_invalid_config_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(SparsebenchError, match="--min-iters >= 1"):
         LatencyConfig(min_iters=0)

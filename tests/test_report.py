@@ -11,7 +11,7 @@ import pytest
 from sparsebench import SparsebenchError
 from sparsebench.report import read_report, write_report
 from sparsebench.report.markdown import render_markdown
-from sparsebench.results import SCHEMA, EnergyResult, LatencyStats, ProfileRow, Report
+from sparsebench.results import SCHEMA, EnergyResult, LatencyStats, MemoryResult, ProfileRow, Report
 
 
 def _row(name="vgg", energy=None, top1=None):
@@ -78,6 +78,16 @@ def test_markdown_has_both_assignment_layouts_and_explains_na():
     assert "| vgg | 80.00 | 58.251 | 314.002 |" in text
     assert "Energy n/a for vgg: no RAPL counters" in text
     assert "Accuracy n/a: no --data given" in text
+
+
+def test_memory_method_is_explained_once():
+    rss = MemoryResult(457.388, 73.249, baseline_mb=450.0, method="rss-sampled-subprocess")
+    rows = [_row(), _row("pruned")]
+    for row in rows:
+        row.memory = rss
+    text = render_markdown(_report(*rows))
+    assert text.count("resident set (RSS) of a separate process") == 1
+    assert "resident set" not in render_markdown(_report(_row()))  # no memory measured
 
 
 def test_csv_has_one_line_per_row_and_empty_cells_for_na():

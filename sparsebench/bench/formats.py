@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..data.synthetic import synthetic_inputs
+from ..device import check_threads
 from ..errors import SparsebenchError
 from ..formats import ExportConfig, get_exporter
 from ..formats.verify import compare_outputs
@@ -39,6 +40,9 @@ class SweepConfig:
     block_seconds: float = 0.2
     device: str = "cpu"
     threads: int | None = None
+
+    def __post_init__(self):
+        check_threads(self.threads)
 
 
 @dataclass

@@ -67,10 +67,7 @@ def profile(
 
     if output is not None:
         check_output(output, force)
-    try:
-        latency = LatencyConfig(warmup=warmup, min_iters=min_iters, min_seconds=min_seconds)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    latency = LatencyConfig(warmup=warmup, min_iters=min_iters, min_seconds=min_seconds)
     config = ProfileConfig(
         device=device,
         threads=threads,

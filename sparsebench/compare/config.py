@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..device import check_threads
 from ..errors import SparsebenchError
 
 FORMATS = ("dense", "csr", "channels", "semi24", "onnx")
@@ -53,6 +54,9 @@ class CompareConfig:
             raise SparsebenchError(f"--ratio {self.ratio} must be between 0 and 1")
         if self.max_acc_drop < 0:
             raise SparsebenchError("--max-acc-drop must be >= 0 (points of top-1)")
+        if self.block_seconds < 0 or self.block_iters < 1 or self.warmup < 0:
+            raise SparsebenchError("--block-seconds must be >= 0")
+        check_threads(self.threads)
 
     def variants(self) -> list[tuple[str, str]]:
         """(format, runtime) pairs to build, dense/torch first, in the order asked."""

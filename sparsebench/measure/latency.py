@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import SparsebenchError
 from ..results import LatencyStats
 
 HIGH_SPREAD_CV = 0.10
@@ -28,7 +29,9 @@ class LatencyConfig:
 
     def __post_init__(self):
         if self.warmup < 0 or self.min_iters < 1 or self.min_seconds < 0:
-            raise ValueError("latency needs warmup >= 0, min_iters >= 1 and min_seconds >= 0")
+            raise SparsebenchError(
+                "latency needs --warmup >= 0, --min-iters >= 1 and --min-seconds >= 0"
+            )
 
 
 def _time_cpu(fn: Callable[[], object], config: LatencyConfig) -> list[float]:

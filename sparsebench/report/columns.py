@@ -77,6 +77,16 @@ def row_label(row: ProfileRow) -> str:
     return f"{row.model} ({row.format}, {row.runtime})"
 
 
+MEMORY_METHODS = {
+    "rss-sampled-subprocess": "Memory on CPU is the resident set (RSS) of a separate process that "
+    "loads only this model, sampled over the inference window: it includes the Python and torch "
+    "runtime, so compare the peak with Load Mem (RSS right after loading)",
+    "cuda-allocator+nvml": "Memory on CUDA is the torch allocator's peak over the inference "
+    "window (after a reset) and its average after each call; Load Mem is what it held after "
+    "loading; NVML's device-wide figures are in the JSON",
+}
+
+
 def unavailable_notes(rows: list[ProfileRow]) -> list[str]:
     """Why figures shown as n/a are missing, and how energy was measured, once per reason."""
     notes: list[str] = []
@@ -94,6 +104,8 @@ def unavailable_notes(rows: list[ProfileRow]) -> list[str]:
         if row.peak_mem_mb is None:
             reason = row.memory.unavailable_reason if row.memory else "disabled (--no-memory)"
             add(f"Memory n/a for {row_label(row)}: {reason}")
+        elif row.memory is not None and row.memory.method in MEMORY_METHODS:
+            add(MEMORY_METHODS[row.memory.method])
         if row.top1 is None:
             add("Accuracy n/a: no --data given")
         elif row.top5 is None and row.accuracy:
