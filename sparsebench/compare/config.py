@@ -55,7 +55,7 @@ class CompareConfig:
         if self.max_acc_drop < 0:
             raise SparsebenchError("--max-acc-drop must be >= 0 (points of top-1)")
         if self.block_seconds < 0 or self.block_iters < 1 or self.warmup < 0:
-            raise SparsebenchError("--block-seconds must be >= 0")
+            raise SparsebenchError("--block-seconds must be >= 0, block_iters >= 1 and warmup >= 0")
         check_threads(self.threads)
 
     def variants(self) -> list[tuple[str, str]]:
