@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import SparsebenchError
+from .errors import SparsebenchError, first_line
 from .zoo import MODELS, create_model, get_model_spec
 
 
@@ -54,8 +54,12 @@ def build_model(arch: str, kwargs: dict | None = None) -> nn.Module:
     else:
         try:
             model = create_model(arch, **kwargs)
-        except TypeError as exc:
-            raise SparsebenchError(f"bad --arch-kwargs for '{arch}': {exc}") from exc
+        except SparsebenchError:
+            raise
+        except Exception as exc:  # a bad keyword or value: TypeError, RuntimeError, ...
+            raise SparsebenchError(
+                f"bad --arch-kwargs (or checkpoint arch_kwargs) for '{arch}': {first_line(exc)}"
+            ) from exc
     if not isinstance(model, nn.Module):
         raise SparsebenchError(
             f"architecture '{arch}' returned {type(model).__name__}, not a Module"
@@ -75,8 +79,28 @@ def _strip_prefix(state: dict[str, torch.Tensor], model_keys: set[str]) -> dict:
     return state
 
 
-def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str) -> None:
-    """Load `state` into `model`, or explain the first mismatched keys and shapes in one line."""
+def is_code_arch(arch: str) -> bool:
+    """Whether `arch` names code to import (`module:factory`, `file.py:factory`), not the zoo."""
+    return ":" in arch
+
+
+def build_for_state(arch: str, kwargs: dict | None, state: dict, label: str) -> nn.Module:
+    """Build `arch` and load `state`, checking the fit on a weightless copy first.
+
+    The skeleton is built on the meta device, so keyword arguments read from a file (a huge
+    `num_classes`, say) cannot make sparsebench allocate memory before the weights are known
+    to fit the architecture.
+    """
+    with torch.device("meta"):
+        skeleton = build_model(arch, kwargs)
+    check_state_fits(skeleton, state, label)
+    model = build_model(arch, kwargs)
+    load_state_dict_strict(model, state, label)
+    return model
+
+
+def check_state_fits(model: nn.Module, state: dict[str, torch.Tensor], arch: str) -> dict:
+    """`state` (a `module.` prefix stripped) if its keys, shapes and dtypes fit `model`."""
     expected = model.state_dict()
     state = _strip_prefix(state, set(expected))
     missing = [k for k in expected if k not in state]
@@ -86,8 +110,14 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], arc
         for k, v in expected.items()
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
+    dtypes = [
+        f"{k} ({state[k].dtype} vs model {v.dtype})"
+        for k, v in expected.items()
+        if k in state and _dtype_kind(state[k].dtype) != _dtype_kind(v.dtype)
+    ]
     problems = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+    found = (("missing", missing), ("unexpected", unexpected), ("shape", shapes), ("dtype", dtypes))
+    for label, items in found:
         if items:
             more = f" and {len(items) - 3} more" if len(items) > 3 else ""
             problems.append(f"{label}: {', '.join(items[:3])}{more}")
@@ -95,4 +125,19 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], arc
         raise SparsebenchError(
             f"state_dict does not fit architecture '{arch}': {'; '.join(problems)}"
         )
-    model.load_state_dict(state)
+    return state
+
+
+def _dtype_kind(dtype: torch.dtype) -> str:
+    if dtype.is_complex:
+        return "complex"
+    return "float" if dtype.is_floating_point else "integer"
+
+
+def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], arch: str) -> None:
+    """Load `state` into `model`, or explain the first mismatched keys and shapes in one line."""
+    state = check_state_fits(model, state, arch)
+    try:
+        model.load_state_dict(state)
+    except Exception as exc:  # e.g. a sparse tensor where the layer holds a dense one
+        raise SparsebenchError(f"state_dict does not fit '{arch}': {first_line(exc)}") from exc

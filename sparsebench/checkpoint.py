@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .io import atomic_write
+from .metadata import check_meta_fields
 
 FORMAT_KEY = "sparsebench"
 FORMAT_VERSION = 1
@@ -53,9 +54,14 @@ def is_sparsebench_checkpoint(obj: Any) -> bool:
     return isinstance(obj, dict) and isinstance(obj.get(FORMAT_KEY), dict) and "state_dict" in obj
 
 
-def read_meta(obj: dict) -> CheckpointMeta:
-    """The metadata of a loaded sparsebench checkpoint payload."""
+def read_meta(obj: dict, source: str = "checkpoint") -> CheckpointMeta:
+    """The metadata of a loaded sparsebench checkpoint payload, type-checked field by field.
+
+    The metadata comes from a file, so nothing in it is trusted: a field of the wrong type
+    is a one-line `SparsebenchError` naming it (see `metadata.check_meta_fields`).
+    """
     raw = dict(obj[FORMAT_KEY])
     raw.pop("version", None)
     known = CheckpointMeta.__dataclass_fields__
-    return CheckpointMeta(**{k: v for k, v in raw.items() if k in known})
+    fields = check_meta_fields({k: v for k, v in raw.items() if k in known}, source)
+    return CheckpointMeta(**fields)

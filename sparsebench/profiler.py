@@ -9,12 +9,13 @@ from pathlib import Path
 
 import torch
 
+from .artifact import load
 from .data import load_dataset
 from .data.synthetic import synthetic_inputs
 from .device import check_threads
 from .environment import collect_environment
 from .errors import SparsebenchError
-from .load import LoadedModel, LoadOptions, load
+from .load import LoadedModel, LoadOptions
 from .measure.accuracy import measure_accuracy
 from .measure.energy import measure_energy
 from .measure.latency import LatencyConfig, measure_latency, spread_warning
@@ -49,11 +50,19 @@ class ProfileConfig:
     runtime: str = "torch"
 
     def __post_init__(self):
+        """Refuse bad options before anything loads; cap `threads` to the CPUs available."""
+        from .device import check_device
+        from .options import check_seconds
+
         if self.runtime not in RUNTIMES:
             raise SparsebenchError(f"unknown runtime '{self.runtime}': use {' or '.join(RUNTIMES)}")
-        check_threads(self.threads)
-        if self.memory_seconds <= 0 or self.energy_seconds <= 0:
-            raise SparsebenchError("--memory-seconds and --energy-seconds must be > 0")
+        check_device(self.device)
+        object.__setattr__(self, "threads", check_threads(self.threads))
+        if not isinstance(self.latency, LatencyConfig):
+            raise SparsebenchError("ProfileConfig.latency must be a LatencyConfig")
+        rule = "--memory-seconds and --energy-seconds must be > 0 and finite"
+        check_seconds("--memory-seconds", self.memory_seconds, rule=rule)
+        check_seconds("--energy-seconds", self.energy_seconds, rule=rule)
 
 
 def _build_from_file(path: str, options: LoadOptions, threads: int | None):
@@ -169,18 +178,26 @@ def _format_of(loaded: LoadedModel, model) -> str:
 
 
 def _artifact_info(loaded: LoadedModel, model, inputs, device: str) -> dict:
-    """Verification, stored size and kernel evidence of an exported artifact (else empty)."""
+    """Verification, stored size and kernel evidence of an exported artifact (else empty).
+
+    Every figure is measured here or at load, never copied from the artifact's metadata:
+    the verification is the check the artifact passed when it was loaded, the stored size
+    is read off the restored weights.
+    """
     meta = loaded.meta
     if meta is None or not meta.export:
         return {"warnings": []}
+    verification = loaded.verification.to_dict() if loaded.verification is not None else None
+    if isinstance(model, RuntimeModule):  # the runtime holds the weights; its file is the size
+        return {"warnings": [], "verification": verification}
     from .formats import get_exporter
     from .measure.kernels import kernel_evidence
 
     exporter = get_exporter(meta.format)
-    converted = [x["name"] for x in meta.export.get("layers", []) if x["action"] == "converted"]
     kernels = None
     warnings = []
     if exporter.kernel_evidence:
+        converted = exporter.converted_layers(model)
         kernels = kernel_evidence(model, inputs, converted, exporter.kernel_evidence, device)
         if kernels["fell_back_to_dense"]:
             names = ", ".join(kernels["fell_back_to_dense"][:3])
@@ -190,8 +207,8 @@ def _artifact_info(loaded: LoadedModel, model, inputs, device: str) -> dict:
             )
     return {
         "warnings": warnings,
-        "verification": meta.export.get("verification"),
-        "stored_mb": meta.export.get("stored_bytes", 0) / MB,
+        "verification": verification,
+        "stored_mb": exporter.stored_bytes(model) / MB,
         "kernels": kernels,
     }
 
@@ -215,8 +232,8 @@ def _load_for_runtime(path, options: LoadOptions, runtime: str, folder: Path):
     """(loaded model, original path): a checkpoint for onnxruntime is exported to ONNX first."""
     if runtime != "onnxruntime" or Path(path).suffix.lower() == ".onnx":
         return load(path, options), None
+    from .export import export
     from .formats import ExportConfig
-    from .formats.export import export
 
     folder.mkdir(parents=True)
     target = folder / f"{Path(path).stem}.onnx"

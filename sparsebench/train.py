@@ -16,6 +16,7 @@ from .data import Dataset, load_dataset
 from .errors import SparsebenchError
 from .io import check_writable
 from .measure.accuracy import fit_samples, measure_accuracy
+from .options import check_count, check_number, check_seconds
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,16 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     seed: int = 0
+
+    def __post_init__(self):
+        """Refuse bad options before any data loads (a bad batch size or lr used to crash)."""
+        check_count("--epochs", self.epochs, 1)
+        if self.max_seconds is not None:
+            check_seconds("--seconds", self.max_seconds)
+        check_count("--batch-size", self.batch_size, 1)
+        check_number("--lr", self.lr, above=0)
+        check_number("weight_decay", self.weight_decay, at_least=0)
+        check_count("--seed", self.seed, 0)
 
 
 def _epoch(model, x, y, optimizer, batch_size, generator) -> float:

@@ -9,12 +9,12 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from sparsebench import SparsebenchError, load
+from sparsebench import LoadOptions, SparsebenchError, load
 from sparsebench.cli import app
+from sparsebench.export import export
 from sparsebench.formats import ExportConfig
 from sparsebench.formats.base import FORMATS, Conversion, Exporter
-from sparsebench.formats.export import export
-from sparsebench.formats.verify import compare_outputs
+from sparsebench.verify import compare_outputs
 
 from .conftest import SHAPE
 
@@ -82,8 +82,9 @@ def test_compare_outputs_measures_relative_error_and_agreement():
 def test_export_needs_a_known_architecture(mlp, tmp_path):
     path = tmp_path / "mlp.ts"
     torch.jit.save(torch.jit.script(mlp), str(path))
+    trusted = LoadOptions(input_shape=SHAPE, trust_checkpoint=True)
     with pytest.raises(SparsebenchError, match="needs the architecture"):
-        export(path, tmp_path / "out.pt", ExportConfig(format="dense"), _options(SHAPE))
+        export(path, tmp_path / "out.pt", ExportConfig(format="dense"), trusted)
 
 
 def _options(shape):

@@ -10,6 +10,7 @@ from torch import nn
 
 import sparsebench
 from sparsebench.checkpoint import CheckpointMeta, save_checkpoint
+from sparsebench.export import export
 from sparsebench.formats import ExportConfig, get_exporter
 from sparsebench.formats._channel_removal import (
     build_graph,
@@ -18,7 +19,6 @@ from sparsebench.formats._channel_removal import (
     prunable_groups,
     trace_layers,
 )
-from sparsebench.formats.export import export
 from sparsebench.measure.macs import count_macs
 from sparsebench.zoo import create_model
 

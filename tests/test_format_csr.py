@@ -13,10 +13,10 @@ from torch.nn.utils import prune
 import sparsebench
 from sparsebench import SparsebenchError
 from sparsebench.checkpoint import CheckpointMeta, save_checkpoint
+from sparsebench.export import export
 from sparsebench.formats import csr
 from sparsebench.formats.base import ExportConfig, get_exporter
 from sparsebench.formats.csr import CSRConv, CSRLinear, csr_layer, expected_kernel_calls
-from sparsebench.formats.export import export
 from sparsebench.measure.kernels import kernel_evidence
 from sparsebench.measure.sparsity import prunable_layers
 from sparsebench.zoo import create_model, get_model_spec

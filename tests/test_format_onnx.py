@@ -17,10 +17,12 @@ from onnx import numpy_helper  # noqa: E402
 from sparsebench import SparsebenchError, load  # noqa: E402
 from sparsebench.checkpoint import CheckpointMeta, save_checkpoint  # noqa: E402
 from sparsebench.cli import app  # noqa: E402
+from sparsebench.export import export  # noqa: E402
 from sparsebench.formats import ExportConfig  # noqa: E402
 from sparsebench.formats import onnx as onnx_format  # noqa: E402
-from sparsebench.formats.export import export  # noqa: E402
-from sparsebench.formats.onnx import METADATA_KEY, OPSET, read_metadata  # noqa: E402
+from sparsebench.formats.onnx import OPSET  # noqa: E402
+from sparsebench.metadata import METADATA_KEY  # noqa: E402
+from sparsebench.metadata import read_onnx_metadata as read_metadata  # noqa: E402
 from sparsebench.prune.magnitude import magnitude_prune_  # noqa: E402
 from sparsebench.runtimes.onnxruntime import OnnxRuntimeModule  # noqa: E402
 from sparsebench.zoo import create_model  # noqa: E402

@@ -355,7 +355,7 @@ def test_gpu_profiler_sees_the_sparse_kernels_and_only_there():
 def test_gpu_export_then_load_runs_and_matches(tmp_path):
     import sparsebench
     from sparsebench.checkpoint import CheckpointMeta, save_checkpoint
-    from sparsebench.formats.export import export
+    from sparsebench.export import export
 
     _require_sm80()
     source, artifact = tmp_path / "wide.pt", tmp_path / "wide_24.pt"

@@ -76,7 +76,9 @@ def test_arch_factory_without_input_shape_asks_for_it(tmp_path):
 def test_torchscript_archive(tmp_path, mlp):
     path = tmp_path / "mlp.ts"
     torch.jit.save(torch.jit.script(mlp), str(path))
-    loaded = load(path, input_shape=SHAPE)
+    with pytest.raises(SparsebenchError, match="TorchScript archive, which is code.*--trust"):
+        load(path, input_shape=SHAPE)  # TorchScript is code: it runs only when trusted
+    loaded = load(path, input_shape=SHAPE, trust_checkpoint=True)
     assert loaded.kind == "torchscript"
     assert _same_outputs(loaded.model, mlp)
 
@@ -84,12 +86,16 @@ def test_torchscript_archive(tmp_path, mlp):
 def test_torch_export_program_brings_its_input_shape(tmp_path, mlp):
     path = tmp_path / "mlp.pt2"
     torch.export.save(torch.export.export(mlp, (torch.randn(*SHAPE),)), str(path))
-    loaded = load(path)
+    with pytest.raises(SparsebenchError, match="torch.export program.*--trust-checkpoint"):
+        load(path)  # its loader unpickles entries: only when trusted, whatever the suffix
+    loaded = load(path, trust_checkpoint=True)
     assert loaded.kind == "export"
     assert loaded.input_shape == SHAPE
     assert _same_outputs(loaded.model, mlp, batch=1)
     with pytest.raises(SparsebenchError, match="does not fit the model"):
-        load(path, batch_size=4)  # the program was exported with a static batch of 1
+        load(
+            path, batch_size=4, trust_checkpoint=True
+        )  # the program was exported with a static batch of 1
 
 
 def test_pickled_module_requires_trust(tmp_path, mlp):

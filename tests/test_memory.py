@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import functools
+import os
+import signal
+import subprocess
 import sys
+import textwrap
+import time
 import types
+from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from torch import nn
@@ -36,6 +43,12 @@ def build_allocating(mb: int) -> tuple[nn.Module, torch.Tensor]:
 
 def build_tiny() -> tuple[nn.Module, torch.Tensor]:
     return nn.Linear(4, 2).eval(), torch.zeros(1, 4)
+
+
+def build_tiny_marking(marker: str) -> tuple[nn.Module, torch.Tensor]:
+    """build_tiny that first writes the (child) process's pid to `marker`."""
+    Path(marker).write_text(str(os.getpid()))
+    return build_tiny()
 
 
 def build_broken() -> tuple[nn.Module, torch.Tensor]:
@@ -88,6 +101,116 @@ def test_unpicklable_build_is_refused_before_spawning():
 def test_unknown_device_is_refused():
     with pytest.raises(SparsebenchError, match="device 'tpu'"):
         measure_memory(build_tiny, device="tpu")
+
+
+# --- the child never outlives its parent --------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _wait_for(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only a zombie (an orphan whose new parent has not reaped it)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _kill_if_alive(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _run_until_marked(script: str, marker: Path) -> tuple[subprocess.Popen, int]:
+    """Start `script` in a python process; return it and the pid it writes to `marker`."""
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], cwd=REPO)
+    _wait_for(lambda: marker.exists() and marker.read_text(), 120, "the child to start")
+    return parent, int(marker.read_text())
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+def test_child_dies_when_parent_is_killed(tmp_path):
+    marker = tmp_path / "child.pid"
+    script = f"""
+        import functools, sys
+        sys.path.insert(0, {str(REPO)!r})
+        from sparsebench.measure.memory import measure_memory
+        from tests.test_memory import build_tiny_marking
+        measure_memory(functools.partial(build_tiny_marking, {str(marker)!r}), min_seconds=60)
+    """
+    parent, child = _run_until_marked(script, marker)
+    try:
+        assert psutil.Process(child).ppid() == parent.pid
+        parent.kill()
+        parent.wait(30)
+        _wait_for(lambda: _gone(child), 5, f"the orphaned child {child} to die")
+    finally:
+        parent.kill()
+        parent.wait()
+        _kill_if_alive(child)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+def test_watchdog_alone_ends_an_orphan(tmp_path):
+    # no PR_SET_PDEATHSIG here: only the polling thread can end the grandchild
+    marker = tmp_path / "grandchild.pid"
+    grandchild = f"""
+        import os, pathlib, time
+        from sparsebench.measure._memory_child import start_parent_watchdog
+        start_parent_watchdog(os.getppid(), poll_s=0.1)
+        pathlib.Path({str(marker)!r}).write_text(str(os.getpid()))
+        time.sleep(60)
+    """
+    script = f"""
+        import subprocess, sys, time
+        subprocess.Popen([sys.executable, "-c", {textwrap.dedent(grandchild)!r}])
+        time.sleep(60)
+    """
+    parent, child = _run_until_marked(script, marker)
+    try:
+        parent.kill()
+        parent.wait(30)
+        _wait_for(lambda: _gone(child), 5, f"the orphaned grandchild {child} to die")
+    finally:
+        parent.kill()
+        parent.wait()
+        _kill_if_alive(child)
+
+
+def test_orphan_exits_at_start_if_parent_already_gone():
+    code = "from sparsebench.measure._memory_child import die_with_parent; die_with_parent(1)"
+    if os.getpid() == 1:
+        pytest.skip("pid 1 would be the child's live parent")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 1
+
+
+def test_interrupted_measurement_stops_the_child_at_once(monkeypatch):
+    real = memory._sample_until
+    seen = []
+
+    def interrupt_while_running(conn, proc, watched, expected, *args):
+        if expected == "done":
+            seen.append((proc, time.perf_counter()))
+            raise KeyboardInterrupt
+        return real(conn, proc, watched, expected, *args)
+
+    monkeypatch.setattr(memory, "_sample_until", interrupt_while_running)
+    with pytest.raises(KeyboardInterrupt):
+        measure_memory(build_tiny, min_seconds=60)
+    ((proc, interrupted_at),) = seen
+    assert time.perf_counter() - interrupted_at < 2.5  # not left to finish its 60 s window
+    assert not proc.is_alive()
+    assert proc.exitcode == -signal.SIGTERM
 
 
 # --- CUDA path, driven by fakes (no GPU needed) -------------------------------------------

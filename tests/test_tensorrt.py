@@ -15,6 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from sparsebench import LoadOptions, load
 from sparsebench.checkpoint import CheckpointMeta, save_checkpoint
 from sparsebench.cli import app
 from sparsebench.errors import MissingExtraError, SparsebenchError
@@ -33,18 +34,16 @@ from sparsebench.formats._tensorrt_plan import (
     scan_onnx_weights,
 )
 from sparsebench.formats.tensorrt import record, source_stats
-from sparsebench.load import LoadOptions, load
 from sparsebench.measure.macs import count_macs
 from sparsebench.measure.sparsity import measure_sparsity
+from sparsebench.metadata import read_sidecar, sidecar_path
 from sparsebench.runtimes import tensorrt as trt_runtime
 from sparsebench.runtimes.tensorrt import (
     NO_GPU,
     engine_device,
-    read_sidecar,
     recorded_macs,
     recorded_sparsity,
     require_tensorrt,
-    sidecar_path,
     tensorrt_usable,
 )
 
@@ -362,11 +361,13 @@ def test_load_checks_the_sidecar_then_the_gpu(tmp_path, monkeypatch):
     _gpu(monkeypatch, False)
     engine = tmp_path / "m.plan"
     engine.write_bytes(b"\0")
+    with pytest.raises(SparsebenchError, match="TensorRT engine.*--trust-checkpoint"):
+        load(engine)  # TensorRT does not validate what it deserialises: trusted files only
     with pytest.raises(SparsebenchError, match="has no sidecar"):
-        load(engine)
+        load(engine, trust_checkpoint=True)
     _sidecar(engine)
     with pytest.raises(SparsebenchError, match=NO_GPU):
-        load(engine, LoadOptions())
+        load(engine, LoadOptions(trust_checkpoint=True))
 
 
 def _one_line_error(result) -> str:
@@ -396,9 +397,12 @@ def test_cli_profile_engine_without_gpu_exits_2(tmp_path, monkeypatch):
     _gpu(monkeypatch, False)
     engine = tmp_path / "x.engine"
     engine.write_bytes(b"\0")
-    assert "x.engine.json" in _one_line_error(runner.invoke(app, ["profile", str(engine)]))
+    refused = _one_line_error(runner.invoke(app, ["profile", str(engine)]))
+    assert "--trust-checkpoint" in refused
+    trusted = ["profile", str(engine), "--trust-checkpoint"]
+    assert "x.engine.json" in _one_line_error(runner.invoke(app, trusted))
     _sidecar(engine)
-    assert NO_GPU in _one_line_error(runner.invoke(app, ["profile", str(engine)]))
+    assert NO_GPU in _one_line_error(runner.invoke(app, trusted))
 
 
 # --- export_file's steps, with TensorRT replaced by fakes that run the torch model on CPU -----
@@ -443,8 +447,47 @@ def fake_tensorrt(monkeypatch, tmp_path, mlp):
     return FakeEngineModule, calls
 
 
+def _fake_engine_runtime(monkeypatch, engine_module):
+    from sparsebench.runtimes import tensorrt as runtime
+
+    class Loaded(engine_module):
+        def __init__(self, trt, data, device, info=None):
+            super().__init__(trt, data, device)
+            self.info = info or {}
+
+        def check_batch(self, batch):
+            pass
+
+    monkeypatch.setattr(runtime, "require_tensorrt", lambda purpose: types.ModuleType("trt"))
+    monkeypatch.setattr(runtime, "engine_device", lambda device: device)
+    monkeypatch.setattr(runtime, "TensorRTModule", Loaded)
+    return Loaded
+
+
+def test_engine_is_reverified_on_load_against_its_sidecar(
+    fake_tensorrt, sb_ckpt, tmp_path, monkeypatch
+):
+    from sparsebench.export import export
+
+    engine_module, _ = fake_tensorrt
+    out = tmp_path / "mlp.engine"
+    export(sb_ckpt, out, ExportConfig(format="tensorrt"))
+    loaded_module = _fake_engine_runtime(monkeypatch, engine_module)
+    loaded = load(out, trust_checkpoint=True)
+    assert loaded.verification.passed and loaded.verification.tolerance == 1e-2
+    loaded_module.error = 0.5  # the engine no longer computes what the sidecar recorded
+    with pytest.raises(SparsebenchError, match="tampered or corrupted"):
+        load(out, trust_checkpoint=True)
+    loaded_module.error = 0.0
+    info = read_sidecar(out)
+    info.pop("reference_outputs")
+    sidecar_path(out).write_text(json.dumps(info))
+    with pytest.raises(SparsebenchError, match="no reference outputs"):
+        load(out, trust_checkpoint=True)
+
+
 def test_export_verifies_then_writes_engine_and_sidecar(fake_tensorrt, sb_ckpt, tmp_path, mlp):
-    from sparsebench.formats.export import export
+    from sparsebench.export import export
 
     _, calls = fake_tensorrt
     out = tmp_path / "mlp.engine"
@@ -468,7 +511,7 @@ def test_export_verifies_then_writes_engine_and_sidecar(fake_tensorrt, sb_ckpt, 
 
 
 def test_failed_verification_writes_nothing(fake_tensorrt, sb_ckpt, tmp_path):
-    from sparsebench.formats.export import export
+    from sparsebench.export import export
 
     fake_tensorrt[0].error = 0.5
     out = tmp_path / "mlp.engine"
@@ -478,7 +521,7 @@ def test_failed_verification_writes_nothing(fake_tensorrt, sb_ckpt, tmp_path):
 
 
 def test_int8_export_calibrates_on_the_train_split(fake_tensorrt, sb_ckpt, tmp_path):
-    from sparsebench.formats.export import export
+    from sparsebench.export import export
 
     data = tmp_path / "data.pt"
     torch.save({"x": torch.randn(10, 40), "y": torch.randint(0, 10, (10,))}, data)
@@ -494,7 +537,7 @@ def test_int8_export_calibrates_on_the_train_split(fake_tensorrt, sb_ckpt, tmp_p
 
 
 def test_an_existing_sidecar_is_not_overwritten(fake_tensorrt, sb_ckpt, tmp_path):
-    from sparsebench.formats.export import export
+    from sparsebench.export import export
 
     out = tmp_path / "mlp.engine"
     sidecar_path(out).write_text("{}")
@@ -520,7 +563,7 @@ def sparse_ckpt(tmp_path, mlp):
 
 @needs_tensorrt
 def test_fp16_engine_builds_verifies_loads_and_runs(sb_ckpt, tmp_path):
-    from sparsebench.formats.export import export
+    from sparsebench.export import export
 
     out = tmp_path / "mlp.engine"
     result = export(sb_ckpt, out, ExportConfig(format="tensorrt", device="cuda"))
@@ -529,7 +572,7 @@ def test_fp16_engine_builds_verifies_loads_and_runs(sb_ckpt, tmp_path):
     assert info["precision"]["flags"][0] == "FP16" and info["input_shape"] == list(SHAPE)
     assert info["verification"]["passed"] and info["layers"]
     assert info["sparsity"]["available"] and info["macs"]["available"]
-    loaded = load(out, LoadOptions(device="cuda"))
+    loaded = load(out, LoadOptions(device="cuda", trust_checkpoint=True))
     reference = load(sb_ckpt).model
     x = torch.randn(4, *SHAPE[1:])
     got = loaded.model(x).float().cpu()
@@ -539,7 +582,7 @@ def test_fp16_engine_builds_verifies_loads_and_runs(sb_ckpt, tmp_path):
 
 @needs_tensorrt
 def test_24_sparse_model_gets_the_sparse_weights_flag(sparse_ckpt, tmp_path):
-    from sparsebench.formats.export import export
+    from sparsebench.export import export
 
     out = tmp_path / "sparse.engine"
     export(sparse_ckpt, out, ExportConfig(format="tensorrt", device="cuda"))
@@ -553,7 +596,7 @@ def test_24_sparse_model_gets_the_sparse_weights_flag(sparse_ckpt, tmp_path):
 
 @needs_tensorrt
 def test_int8_engine_calibrates_on_data(sb_ckpt, tmp_path):
-    from sparsebench.formats.export import export
+    from sparsebench.export import export
 
     data = tmp_path / "data.pt"
     torch.save({"x": torch.randn(256, 40), "y": torch.randint(0, 10, (256,))}, data)
@@ -570,5 +613,6 @@ def test_cli_exports_and_profiles_an_engine(sb_ckpt, tmp_path):
     result = runner.invoke(app, ["export", str(sb_ckpt), "-f", "tensorrt", "-o", str(out)])
     assert result.exit_code == 0, result.output
     fast = ["--min-iters", "5", "--min-seconds", "0", "--no-memory", "--no-energy"]
-    result = runner.invoke(app, ["profile", str(out), "--device", "cuda", *fast])
+    trusted = ["--trust-checkpoint"]
+    result = runner.invoke(app, ["profile", str(out), "--device", "cuda", *trusted, *fast])
     assert result.exit_code == 0, result.output

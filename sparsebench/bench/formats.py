@@ -19,9 +19,9 @@ from ..data.synthetic import synthetic_inputs
 from ..device import check_threads
 from ..errors import SparsebenchError
 from ..formats import ExportConfig, get_exporter
-from ..formats.verify import compare_outputs
 from ..measure.interleaved import time_interleaved
 from ..prune import magnitude_prune_
+from ..verify import compare_outputs
 from ..zoo import create_model
 
 
@@ -42,7 +42,21 @@ class SweepConfig:
     threads: int | None = None
 
     def __post_init__(self):
-        check_threads(self.threads)
+        """Refuse bad options before anything is built; cap `threads` to the CPUs available."""
+        from ..device import check_device
+        from ..options import check_count, check_number, check_seconds
+
+        for sparsity in self.sparsities:
+            check_number("sparsity", sparsity, at_least=0, below=1)
+        for name in ("linear_sizes", "batches"):
+            for size in getattr(self, name):
+                check_count(name, size, 1)
+        check_count("vgg_batch", self.vgg_batch, 1)
+        check_number("channel_ratio", self.channel_ratio, above=0, below=1)
+        check_count("--rounds", self.rounds, 1)
+        check_seconds("block_seconds", self.block_seconds, allow_zero=True)
+        check_device(self.device)
+        object.__setattr__(self, "threads", check_threads(self.threads))
 
 
 @dataclass

@@ -8,9 +8,10 @@ import io
 import torch
 
 from ..arch import build_model, zoo_input_shape
+from ..artifact import load
 from ..data import load_dataset
 from ..errors import SparsebenchError
-from ..load import LoadedModel, check_input, load
+from ..load import LoadedModel, check_input
 from ..prune.magnitude import magnitude_prune_
 from ..train import TrainConfig, fit
 from .profile import CheckProfile, ModelEntry

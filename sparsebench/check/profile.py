@@ -1,13 +1,41 @@
-"""Benchmark profiles: a small TOML file of models, batch sizes, reference and thresholds."""
+"""Benchmark profiles: a small TOML file of models, batch sizes, reference and thresholds.
+
+`load_profile` type-checks every key of the file against `SCHEMA` (unknown keys are refused
+with the closest known one), and the dataclasses check ranges, the device and every model's
+source, so a bad profile fails in one line before anything is built or timed.
+"""
 
 from __future__ import annotations
 
+import difflib
+import math
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..device import check_device, check_threads
 from ..errors import SparsebenchError
+from ..options import check_count, check_number, check_seconds
+
+
+def _resolve_source(entry: ModelEntry) -> None:
+    """Refuse an unknown zoo name, a missing checkpoint or a missing factory file."""
+    where = f"model '{entry.name}'"
+    if entry.zoo is not None:
+        from ..zoo import get_model_spec
+
+        try:
+            get_model_spec(entry.zoo)
+        except SparsebenchError as exc:
+            raise SparsebenchError(f"{where}: {exc}") from None
+    if entry.path is not None and not Path(entry.path).is_file():
+        raise SparsebenchError(f"{where}: no such file: {entry.path}")
+    module, _, attr = (entry.factory or "").rpartition(":")
+    if entry.factory is not None and (not module or not attr):
+        raise SparsebenchError(f"{where}: factory must look like file.py:name or module:name")
+    if module.endswith(".py") and not Path(module).is_file():
+        raise SparsebenchError(f"{where}: no such file: {module}")
 
 
 @dataclass(frozen=True)
@@ -29,10 +57,13 @@ class ModelEntry:
             raise SparsebenchError(f"model '{self.name}' needs exactly one of zoo, factory or path")
         if not 0.0 <= self.prune < 1.0:
             raise SparsebenchError(f"model '{self.name}': prune must be in [0, 1)")
-        if self.seed < 0 or self.train_epochs < 0:
-            raise SparsebenchError(f"model '{self.name}': seed and train_epochs must be >= 0")
+        check_count(f"model '{self.name}': seed", self.seed, 0)
+        check_count(f"model '{self.name}': train_epochs", self.train_epochs, 0)
+        if self.input_shape is not None and min(self.input_shape, default=0) < 1:
+            raise SparsebenchError(f"model '{self.name}': input_shape needs positive dimensions")
         if self.factory is not None and self.input_shape is None:
             raise SparsebenchError(f"model '{self.name}': a factory needs input_shape")
+        _resolve_source(self)
 
 
 @dataclass(frozen=True)
@@ -44,12 +75,9 @@ class Thresholds:
     accuracy_points: float = 1.0
 
     def __post_init__(self):
-        if self.max_slowdown <= 1.0:
-            raise SparsebenchError("thresholds.max_slowdown must be > 1")
-        if not 0.0 < self.alpha < 1.0:
-            raise SparsebenchError("thresholds.alpha must be in (0, 1)")
-        if self.accuracy_points < 0:
-            raise SparsebenchError("thresholds.accuracy_points must be >= 0")
+        check_number("thresholds.max_slowdown", self.max_slowdown, above=1)
+        check_number("thresholds.alpha", self.alpha, above=0, below=1)
+        check_number("thresholds.accuracy_points", self.accuracy_points, at_least=0)
 
 
 @dataclass(frozen=True)
@@ -62,10 +90,11 @@ class Timing:
     warmup: int = 3
 
     def __post_init__(self):
-        if self.rounds < 5:
-            raise SparsebenchError("timing.rounds must be >= 5 for the significance test")
-        if self.block_seconds < 0 or self.block_iters < 1 or self.warmup < 0:
-            raise SparsebenchError("timing needs block_seconds >= 0, block_iters >= 1, warmup >= 0")
+        check_count("timing.rounds", self.rounds, 5,
+                    rule="timing.rounds must be >= 5 for the significance test")  # fmt: skip
+        check_seconds("timing.block_seconds", self.block_seconds, allow_zero=True)
+        check_count("timing.block_iters", self.block_iters, 1)
+        check_count("timing.warmup", self.warmup, 0)
 
 
 @dataclass(frozen=True)
@@ -84,17 +113,26 @@ class CheckProfile:
     timing: Timing = field(default_factory=Timing)
 
     def __post_init__(self):
+        where = f"profile {self.path}"
         if not self.models:
-            raise SparsebenchError(f"profile {self.path} lists no [[models]]")
+            raise SparsebenchError(f"{where} lists no [[models]]")
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
-            raise SparsebenchError(f"profile {self.path}: model names must be unique")
+            raise SparsebenchError(f"{where}: model names must be unique")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
-            raise SparsebenchError(f"profile {self.path}: batch_sizes must be positive integers")
+            raise SparsebenchError(f"{where}: batch_sizes must be positive integers")
         if self.reference_matmul < 8:
-            raise SparsebenchError(f"profile {self.path}: reference_matmul must be >= 8")
-        if self.threads is not None and self.threads < 1:
-            raise SparsebenchError(f"profile {self.path}: threads must be >= 1")
+            raise SparsebenchError(f"{where}: reference_matmul must be >= 8")
+        untrainable = [m.name for m in self.models if m.train_epochs and self.data is None]
+        if untrainable:
+            raise SparsebenchError(
+                f"{where}: model '{untrainable[0]}' sets train_epochs but the profile has no data"
+            )
+        try:
+            check_device(self.device)
+        except SparsebenchError as exc:
+            raise SparsebenchError(f"{where}: {exc}") from None
+        object.__setattr__(self, "threads", check_threads(self.threads, f"{where}: threads"))
 
     @property
     def baseline_path(self) -> Path:
@@ -102,51 +140,109 @@ class CheckProfile:
         return self.path.with_name(f"{self.path.stem}.baseline.json")
 
 
-def _build(cls, table: Any, where: str, **extra):
+# The type of every key a profile may hold, per table; ranges are the dataclasses' to check.
+SCHEMA: dict[str, dict[str, str]] = {
+    "profile": {"name": "str", "batch_sizes": "sizes", "device": "str", "threads": "int",
+                "data": "str", "reference_matmul": "int", "thresholds": "table",
+                "timing": "table", "models": "tables"},
+    "[thresholds]": {"max_slowdown": "number", "alpha": "number", "accuracy_points": "number"},
+    "[timing]": {"rounds": "int", "block_seconds": "number", "block_iters": "int",
+                 "warmup": "int"},
+    "models": {"name": "str", "zoo": "str", "factory": "str", "path": "str",
+               "input_shape": "sizes", "seed": "int", "prune": "number", "train_epochs": "int"},
+}  # fmt: skip
+
+_KINDS = {
+    "str": "a string",
+    "int": "an integer",
+    "number": "a finite number",
+    "sizes": "a list of positive integers, e.g. [1, 32]",
+    "table": "a table",
+    "tables": "an array of tables ([[models]])",
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _fits(kind: str, value: Any) -> bool:
+    """Whether a TOML value has the schema kind (TOML has no null: absent keys take defaults)."""
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "int":
+        return _is_int(value)
+    if kind == "number":
+        return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+    if kind == "sizes":
+        return isinstance(value, list) and bool(value) and all(_is_int(v) and v > 0 for v in value)
+    if kind == "table":
+        return isinstance(value, dict)
+    return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+
+
+def check_table(table: Any, section: str, where: str) -> dict:
+    """Refuse a non-table, unknown keys (naming the closest known key) and mistyped values."""
+    schema = SCHEMA[section]
     if not isinstance(table, dict):
         raise SparsebenchError(f"{where} must be a table")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise SparsebenchError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    for key, value in table.items():
+        if key not in schema:
+            close = difflib.get_close_matches(key, schema, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(schema)}"
+            raise SparsebenchError(f"{where}: unknown key '{key}'{hint}")
+        if not _fits(schema[key], value):
+            raise SparsebenchError(f"{where}: {key} must be {_KINDS[schema[key]]} (got {value!r})")
+    return table
+
+
+def _build(cls, table: dict, where: str, **extra):
     try:
         return cls(**{**table, **extra})
-    except TypeError as exc:
+    except TypeError as exc:  # a required key is missing
         raise SparsebenchError(f"{where}: {exc}") from None
 
 
-def _model(table: dict, base: Path, index: int) -> ModelEntry:
+def _model(table: Any, base: Path, index: int) -> ModelEntry:
     where = f"models[{index}]"
-    if not isinstance(table, dict) or not isinstance(table.get("name"), str):
+    if isinstance(table, dict) and isinstance(table.get("name"), str):
+        where = f"model '{table['name']}'"
+    table = dict(check_table(table, "models", where))
+    if "name" not in table:
         raise SparsebenchError(f"{where} needs a name")
-    table = dict(table)
     if "path" in table:
         table["path"] = str(base / table["path"])
     if "factory" in table and ".py:" in table["factory"]:
         table["factory"] = str(base / table["factory"])
     if "input_shape" in table:
-        table["input_shape"] = tuple(int(s) for s in table["input_shape"])
+        table["input_shape"] = tuple(table["input_shape"])
     return _build(ModelEntry, table, where)
 
 
-def load_profile(path: str | Path) -> CheckProfile:
-    """Parse and validate a profile file; any problem is one SparsebenchError line."""
-    path = Path(path)
+def _read_toml(path: Path) -> dict:
     if not path.is_file():
         raise SparsebenchError(f"no such profile: {path}")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SparsebenchError(f"profile {path} is not valid TOML: {exc}") from None
-    base = path.parent
-    raw = dict(raw)
+
+
+def load_profile(path: str | Path) -> CheckProfile:
+    """Parse and validate a profile file; any problem is one SparsebenchError line.
+
+    Every key is type-checked and every model's source (zoo name, checkpoint, factory file)
+    and the device are resolved here, before anything is measured.
+    """
+    path = Path(path)
+    raw = dict(check_table(_read_toml(path), "profile", f"profile {path}"))
     models = raw.pop("models", [])
-    if not isinstance(models, list):
-        raise SparsebenchError(f"profile {path}: models must be an array of tables")
-    entries = tuple(_model(table, base, i) for i, table in enumerate(models))
-    raw["thresholds"] = _build(Thresholds, raw.get("thresholds", {}), "[thresholds]")
-    raw["timing"] = _build(Timing, raw.get("timing", {}), "[timing]")
+    entries = tuple(_model(table, path.parent, i) for i, table in enumerate(models))
+    thresholds = check_table(raw.get("thresholds", {}), "[thresholds]", "[thresholds]")
+    raw["thresholds"] = _build(Thresholds, thresholds, "[thresholds]")
+    raw["timing"] = _build(Timing, check_table(raw.get("timing", {}), "[timing]", "[timing]"),
+                           "[timing]")  # fmt: skip
     if "batch_sizes" in raw:
-        raw["batch_sizes"] = tuple(int(b) for b in raw["batch_sizes"])
+        raw["batch_sizes"] = tuple(raw["batch_sizes"])
     raw.setdefault("name", path.stem)
     return _build(CheckProfile, raw, f"profile {path}", path=path, models=entries)

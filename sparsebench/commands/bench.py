@@ -7,11 +7,15 @@ from typing import Annotated
 
 import typer
 
-from ..cli import Device, Force, _friendly, app, console
+from .shared import Device, Force, app, console, friendly_errors
+
+# --quick: one workload per kind, three short rounds
+QUICK = {"rounds": 3, "sparsities": (0.9,), "linear_sizes": (1024,), "batches": (1,),
+         "block_seconds": 0.05}  # fmt: skip
 
 
 @app.command("bench-formats")
-@_friendly
+@friendly_errors
 def bench_formats(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Markdown file.")] = None,
     device: Device = "cpu",
@@ -23,18 +27,13 @@ def bench_formats(
 ) -> None:
     """Sweep sparsity for Linear layers and VGG16-BN; print each format's speedup over dense."""
     from ..bench.formats import SweepConfig, render_sweep, run_sweep
-    from ..device import check_device
     from ..environment import collect_environment
     from ..io import atomic_write_text, check_writable
 
     if output is not None:
         check_writable(output, force)
-    check_device(device)
-    sweep = SweepConfig(device=device, threads=threads, rounds=rounds, vgg=vgg)
-    if quick:
-        sweep = SweepConfig(device=device, threads=threads, rounds=3, vgg=vgg,
-                            sparsities=(0.9,), linear_sizes=(1024,), batches=(1,),
-                            block_seconds=0.05)  # fmt: skip
+    size = QUICK if quick else {"rounds": rounds}
+    sweep = SweepConfig(device=device, threads=threads, vgg=vgg, **size)  # validates all
     rows = run_sweep(sweep, progress=lambda text: console.print(f"[dim]… {text}[/dim]"))
     text = render_sweep(rows, collect_environment(device))
     console.print(text, markup=False, highlight=False)

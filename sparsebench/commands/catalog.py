@@ -1,4 +1,4 @@
-"""`sparsebench models` and `sparsebench datasets`: what is registered."""
+"""`sparsebench models`, `datasets` and `runtimes`: what is registered."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..cli import _friendly, app, console
+from .shared import app, console, friendly_errors
 
 
 @app.command()
-@_friendly
+@friendly_errors
 def models(
     pattern: Annotated[str, typer.Argument(help="Wildcard filter, e.g. 'vgg*'.")] = "*",
 ) -> None:
@@ -29,10 +29,24 @@ def models(
 
 
 @app.command()
-@_friendly
+@friendly_errors
 def datasets() -> None:
     """List the built-in dataset loaders."""
     from ..data import DATASETS
 
     for name in DATASETS.names():
         console.print(name)
+
+
+@app.command()
+@friendly_errors
+def runtimes() -> None:
+    """List the runtimes and the formats each accepts."""
+    from ..runtimes import RUNTIMES
+
+    for name in RUNTIMES.names():
+        runtime = RUNTIMES.get(name)
+        files = f"; opens {', '.join(runtime.suffixes)}" if runtime.suffixes else ""
+        console.print(
+            f"{name}: {runtime.description} (accepts {', '.join(runtime.accepts)}{files})"
+        )

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..cli import _friendly, app, console
+from .shared import app, console, friendly_errors
 
 REGRESSION_EXIT = 1
 TABLE_WIDTH = 120  # CI logs are not terminals: keep rows on one line
@@ -37,7 +37,7 @@ def check(
         raise typer.Exit(REGRESSION_EXIT)
 
 
-@_friendly
+@friendly_errors
 def _run_check(profile: Path, update_baseline: bool, baseline: Path | None) -> bool:
     """Measure and compare (or record); True when something regressed."""
     from ..check import compare, load_profile, measure_profile, read_baseline, write_baseline

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from ..cli import (
+from ..options import check_optional_count
+from .shared import (
     Arch,
     ArchKwargs,
     BatchSize,
@@ -16,9 +17,9 @@ from ..cli import (
     Force,
     InputShape,
     Trust,
-    _friendly,
     app,
     console,
+    friendly_errors,
     load_options,
 )
 
@@ -42,7 +43,7 @@ def _write(report, output: Path, plots_dir: Path | None, plots: bool, force: boo
 
 
 @app.command()
-@_friendly
+@friendly_errors
 def compare(
     checkpoints: Annotated[list[Path], typer.Argument(help="One or more checkpoint files.")],
     formats: Annotated[
@@ -82,7 +83,6 @@ def compare(
     from ..compare import CompareConfig
     from ..compare import compare as run_compare
     from ..compare.render import print_compare, renderer
-    from ..device import check_device
     from ..errors import SparsebenchError
     from ..io import check_writable
 
@@ -91,10 +91,10 @@ def compare(
         check_writable(output, force)
     if plots_dir is not None and not plots_dir.is_dir():
         raise SparsebenchError(f"--plots-dir {plots_dir} is not a directory")
-    check_device(device)
     config = CompareConfig(formats=_names(formats), runtimes=_names(runtimes), device=device,
                            data=data, data_split=split, max_acc_drop=max_acc_drop, ratio=ratio,
                            rounds=rounds, block_seconds=block_seconds, threads=threads)  # fmt: skip
+    check_optional_count("--batch-size", batch_size)  # LoadOptions checks it only on load
     options = load_options(arch, arch_kwargs, input_shape, batch_size, trust_checkpoint, device)
     report = run_compare(checkpoints, config, options)
     print_compare(report, console)

@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from ..cli import Force, _friendly, app, console
+from .shared import Force, app, console, friendly_errors
 
 
 @app.command()
-@_friendly
+@friendly_errors
 def demo(
     out_dir: Annotated[Path, typer.Option(help="Where checkpoints and reports go.")] = Path(
         "demo-out"
@@ -26,19 +26,23 @@ def demo(
     """Train ARCH on DATA for a few seconds, prune and fine-tune it, and profile both."""
     from torch.nn.utils import prune
 
+    from ..artifact import load
     from ..checkpoint import save_checkpoint
     from ..data import load_dataset
-    from ..load import load
+    from ..options import check_number, check_seconds
     from ..profiler import ProfileConfig, profile
     from ..prune import magnitude_prune_
     from ..report import write_report
     from ..report.terminal import print_report
     from ..train import TrainConfig, fit, train
 
+    check_number("--amount", amount, at_least=0, below=1)
+    check_seconds("--finetune", finetune, allow_zero=True)
+    train_config = TrainConfig(epochs=200, max_seconds=seconds)  # checks --seconds up front
     out_dir.mkdir(parents=True, exist_ok=True)
     dense, pruned = out_dir / f"{arch}.pt", out_dir / f"{arch}_pruned{round(amount * 100)}.pt"
     console.print(f"[bold]1/3[/bold] training {arch} on {data} for up to {seconds:.0f} s")
-    train(arch, data, dense, TrainConfig(epochs=200, max_seconds=seconds), force=force)
+    train(arch, data, dense, train_config, force=force)
     console.print(
         f"[bold]2/3[/bold] magnitude-pruning {amount:.0%} of the weights, "
         f"then {finetune:.0f} s of fine-tuning with the masks fixed"

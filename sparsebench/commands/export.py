@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..cli import (
+from ..options import check_optional_count
+from ..results import MB
+from .shared import (
     Arch,
     ArchKwargs,
     BatchSize,
@@ -16,12 +18,11 @@ from ..cli import (
     Force,
     InputShape,
     Trust,
-    _friendly,
     app,
     console,
+    friendly_errors,
     load_options,
 )
-from ..results import MB
 
 
 def layer_table(layers: list[dict], title: str) -> Table:
@@ -37,7 +38,7 @@ def layer_table(layers: list[dict], title: str) -> Table:
 
 
 @app.command()
-@_friendly
+@friendly_errors
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to convert.")],
     format: Annotated[
@@ -78,8 +79,8 @@ def export(
     force: Force = False,
 ) -> None:
     """Convert a checkpoint to FORMAT, verify it against the dense model, write the artifact."""
+    from ..export import export as run_export
     from ..formats import ExportConfig
-    from ..formats.export import export as run_export
 
     config = ExportConfig(
         format=format,
@@ -92,6 +93,7 @@ def export(
         sparse_weights=sparse_weights,
         sparse_initializers=sparse_initializers,
     )
+    check_optional_count("--batch-size", batch_size)  # LoadOptions checks it only on load
     options = load_options(arch, arch_kwargs, input_shape, batch_size, trust_checkpoint, "cpu")
     try:
         result = run_export(checkpoint, output, config, options, force)
@@ -125,7 +127,7 @@ def _as_dict(layer) -> dict:
 
 
 @app.command()
-@_friendly
+@friendly_errors
 def formats() -> None:
     """List the export formats."""
     from ..formats import FORMATS

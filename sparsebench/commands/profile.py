@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..cli import (
+from ..options import check_optional_count
+from .shared import (
     Arch,
     ArchKwargs,
     BatchSize,
@@ -15,15 +16,15 @@ from ..cli import (
     Force,
     InputShape,
     Trust,
-    _friendly,
     app,
     console,
+    friendly_errors,
     load_options,
 )
 
 
 @app.command()
-@_friendly
+@friendly_errors
 def profile(
     checkpoints: Annotated[list[Path], typer.Argument(help="One or more checkpoint files.")],
     device: Device = "cpu",
@@ -81,6 +82,7 @@ def profile(
         per_layer=per_layer,
         runtime=runtime,
     )
+    check_optional_count("--batch-size", batch_size)  # LoadOptions checks it only on load
     options = load_options(arch, arch_kwargs, input_shape, batch_size, trust_checkpoint, device)
     report = run_profile(checkpoints, config, options)
     print_report(report, console)

@@ -7,26 +7,27 @@ from typing import Annotated
 
 import typer
 
-from ..cli import (
+from ..errors import SparsebenchError
+from ..options import check_number, check_optional_count
+from .shared import (
     Arch,
     ArchKwargs,
     BatchSize,
     Force,
     InputShape,
     Trust,
-    _friendly,
     app,
     console,
+    friendly_errors,
     load_options,
     parse_kwargs,
 )
-from ..errors import SparsebenchError
 
 Output = Annotated[Path, typer.Option("--output", "-o", help="Checkpoint to write.")]
 
 
 @app.command()
-@_friendly
+@friendly_errors
 def train(
     arch: Annotated[str, typer.Option(help="Zoo architecture to train.")],
     data: Annotated[str, typer.Option(help="Dataset: name, name:PATH or a path.")],
@@ -55,7 +56,7 @@ def train(
 
 
 @app.command()
-@_friendly
+@friendly_errors
 def prune(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to prune.")],
     output: Output,
@@ -69,13 +70,15 @@ def prune(
     force: Force = False,
 ) -> None:
     """Magnitude (L1) unstructured pruning; writes a sparsebench checkpoint."""
+    from ..artifact import load
     from ..checkpoint import CheckpointMeta, save_checkpoint
     from ..io import check_writable
-    from ..load import load
     from ..measure.sparsity import measure_sparsity
     from ..prune import magnitude_prune_
 
+    check_number("--amount", amount, at_least=0, below=1)
     check_writable(output, force)
+    check_optional_count("--batch-size", batch_size)  # LoadOptions checks it only on load
     options = load_options(arch, arch_kwargs, input_shape, batch_size, trust_checkpoint, "cpu")
     loaded = load(checkpoint, options)
     meta = loaded.meta or (

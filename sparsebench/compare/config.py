@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..device import check_threads
+from ..device import check_device, check_threads
 from ..errors import SparsebenchError
+from ..options import check_count, check_number, check_seconds
 
 FORMATS = ("dense", "csr", "channels", "semi24", "onnx")
 RUNTIMES = ("torch", "onnxruntime")
@@ -38,6 +39,13 @@ class CompareConfig:
     threads: int | None = None
 
     def __post_init__(self):
+        """Refuse bad options before anything loads; cap `threads` to the CPUs available."""
+        self._check_choices()
+        self._check_numbers()
+        check_device(self.device)
+        object.__setattr__(self, "threads", check_threads(self.threads))
+
+    def _check_choices(self) -> None:
         unknown = [f for f in self.formats if f not in FORMATS]
         if unknown:
             raise SparsebenchError(
@@ -48,15 +56,16 @@ class CompareConfig:
             raise SparsebenchError(f"unknown runtime '{bad[0]}': use {' or '.join(RUNTIMES)}")
         if "torch" not in self.runtimes:
             raise SparsebenchError("compare needs the torch runtime for the dense baseline")
-        if self.rounds < 2:
-            raise SparsebenchError("--rounds must be at least 2 (speedups are per-round ratios)")
-        if self.ratio is not None and not 0 < self.ratio < 1:
-            raise SparsebenchError(f"--ratio {self.ratio} must be between 0 and 1")
-        if self.max_acc_drop < 0:
-            raise SparsebenchError("--max-acc-drop must be >= 0 (points of top-1)")
-        if self.block_seconds < 0 or self.block_iters < 1 or self.warmup < 0:
-            raise SparsebenchError("--block-seconds must be >= 0, block_iters >= 1 and warmup >= 0")
-        check_threads(self.threads)
+
+    def _check_numbers(self) -> None:
+        rounds_rule = "--rounds must be at least 2 (speedups are per-round ratios)"
+        check_count("--rounds", self.rounds, 2, rule=rounds_rule)
+        if self.ratio is not None:
+            check_number("--ratio", self.ratio, above=0, below=1)
+        check_number("--max-acc-drop", self.max_acc_drop, at_least=0)
+        check_seconds("--block-seconds", self.block_seconds, allow_zero=True)
+        check_count("block_iters", self.block_iters, 1)
+        check_count("warmup", self.warmup, 0)
 
     def variants(self) -> list[tuple[str, str]]:
         """(format, runtime) pairs to build, dense/torch first, in the order asked."""

@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..artifact import load
 from ..data.synthetic import synthetic_inputs
 from ..errors import SparsebenchError, first_line
 from ..formats import ExportConfig, get_exporter
-from ..load import LoadedModel, LoadOptions, load
+from ..load import LoadedModel, LoadOptions
 from ..results import MB
 from .config import CompareConfig
 
@@ -67,7 +68,7 @@ def _in_memory(loaded: LoadedModel, fmt: str, config: CompareConfig, base: Varia
 
 
 def _onnx(path: Path, loaded: LoadedModel, options: LoadOptions, folder: Path, base: Variant):
-    from ..formats.export import export
+    from ..export import export
 
     target = folder / f"{len(list(folder.iterdir()))}-{path.stem}.onnx"
     export(path, target, ExportConfig(format="onnx"), replace(options, device="cpu"))

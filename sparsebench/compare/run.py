@@ -18,7 +18,6 @@ from ..data import load_dataset
 from ..data.synthetic import synthetic_inputs
 from ..environment import collect_environment
 from ..formats import get_exporter
-from ..formats.verify import compare_outputs
 from ..load import LoadOptions
 from ..measure.accuracy import measure_accuracy
 from ..measure.interleaved import Comparison, time_interleaved
@@ -27,6 +26,7 @@ from ..measure.macs import count_macs
 from ..measure.sparsity import measure_sparsity
 from ..results import percentile
 from ..runtimes.base import RuntimeModule
+from ..verify import compare_outputs
 from .advice import advise
 from .config import CompareConfig
 from .plan import Variant, close_variants, plan_variants, verify_inputs

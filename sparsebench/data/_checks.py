@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..errors import SparsebenchError
-from . import Dataset
+from .base import Dataset
 
 
 def require_path(name: str, path: Path | None, kind: str, example: str) -> Path:

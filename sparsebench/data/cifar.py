@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SparsebenchError
-from . import Dataset, register_dataset
 from ._checks import build_dataset, require_path
+from .base import Dataset, register_dataset
 
 try:  # NumPy 2 moved the pickling helpers to numpy._core
     from numpy._core.multiarray import _reconstruct

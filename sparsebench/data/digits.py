@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from . import Dataset, register_dataset
 from ._checks import build_dataset, refuse_path
+from .base import Dataset, register_dataset
 
 
 @register_dataset("digits")

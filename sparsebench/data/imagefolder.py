@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SparsebenchError
-from . import Dataset, register_dataset
 from ._checks import build_dataset, require_path
+from .base import Dataset, register_dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 
 from .._optional import require
-from . import Dataset, register_dataset
 from ._checks import build_dataset, refuse_path
+from .base import Dataset, register_dataset
 
 
 @register_dataset("mnist")

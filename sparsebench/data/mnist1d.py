@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Dataset, register_dataset
 from ._cache import cached_arrays
 from ._checks import build_dataset, refuse_path
+from .base import Dataset, register_dataset
 
 
 def _generate() -> dict[str, np.ndarray]:

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from ..errors import SparsebenchError
-from . import Dataset, register_dataset
 from ._checks import build_dataset, require_path
+from .base import Dataset, register_dataset
 
 TENSOR_SUFFIXES = (".pt", ".pth", ".npz")
 KEY_PAIRS = (("x", "y"), ("inputs", "targets"), ("data", "labels"))

@@ -13,12 +13,18 @@ Verification against the dense reference and writing the artifact are shared (`e
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..data import load_dataset
+from ..data.synthetic import synthetic_inputs
+from ..load import LoadedModel
+from ..measure.accuracy import fit_samples
 from ..registry import Registry
+from ..verify import Verification
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,16 @@ class ExportConfig:
     verify_samples: int = 64
     sparse_initializers: bool = False  # onnx: store mostly-zero weights as sparse_initializer
     sparse_weights: bool | None = None  # tensorrt: SPARSE_WEIGHTS flag; None = if 2:4 weights
+
+    def __post_init__(self):
+        """Refuse a bad device or number before the checkpoint is even loaded."""
+        from ..device import check_device
+        from ..options import check_count, check_number
+
+        check_device(self.device)
+        if self.ratio is not None:
+            check_number("--ratio", self.ratio, at_least=0, below=1)
+        check_count("verify_samples", self.verify_samples, 1)
 
 
 @dataclass
@@ -75,16 +91,60 @@ class Exporter:
     def restore(self, model: nn.Module, payload: dict, state_dict: dict, device: str) -> nn.Module:
         raise NotImplementedError
 
-    def export_file(self, source, output, config: ExportConfig, options, force: bool):
-        """File-based formats: load `source`, build, verify and write `output` themselves.
+    def check_ready(self, config: ExportConfig) -> None:
+        """Refuse, before anything loads, what this machine or the options cannot do."""
 
-        Returns an `export.ExportResult`; `output` was already checked to be writable.
+    def export_file(self, loaded, output: Path, config: ExportConfig, force: bool):
+        """File-based formats: convert the loaded model, verify and write `output` themselves.
+
+        `loaded` is the source on the CPU (a `LoadedModel`); returns an `ExportResult`;
+        `output` was already checked to be writable.
         """
         raise NotImplementedError
+
+    def stored_bytes(self, model: nn.Module) -> int:
+        """Bytes the weights of a restored model take in this format, measured from it."""
+        return sum(_stored_tensor_bytes(t) for t in model.state_dict().values())
+
+    def converted_layers(self, model: nn.Module) -> list[str]:
+        """Names of the layers of a restored model whose weight this format compressed."""
+        return [
+            name
+            for name, module in model.named_modules()
+            if isinstance(getattr(module, "weight", None), torch.Tensor)
+            and _is_compressed(module.weight)
+        ]
+
+    def artifact_tolerance(self, model: nn.Module) -> float:
+        """Tolerance of a restored artifact, from the dtype its weights really have."""
+        half = any(t.dtype in (torch.float16, torch.bfloat16) for t in model.state_dict().values())
+        return max(self.tolerance, 1e-2) if half else self.tolerance
 
     def tolerance_for(self, config: ExportConfig) -> float:
         """Verification tolerance; half-precision formats allow about 1e-2."""
         return 1e-2 if config.dtype in ("float16", "bfloat16") else self.tolerance
+
+
+@dataclass
+class ExportResult:
+    """What `export` wrote: the artifact path and its report."""
+
+    path: Path
+    format: str
+    layers: list[dict]
+    stored_bytes: int
+    verification: Verification
+    notes: list[str]
+
+
+def verification_inputs(loaded: LoadedModel, config: ExportConfig) -> tuple[torch.Tensor, str]:
+    """A batch of real samples when `config.data` is given, else a synthetic batch."""
+    if config.data:
+        dataset = load_dataset(config.data, "test")
+        x = fit_samples(dataset.x[: config.verify_samples], loaded.input_shape)
+        return x, config.data
+    shape = (config.verify_samples, *loaded.input_shape[1:])
+    return synthetic_inputs(shape, seed=0), "synthetic"
 
 
 FORMATS: Registry[Exporter] = Registry("format", list_command="sparsebench formats")
@@ -111,3 +171,23 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
 def tensor_bytes(*tensors: torch.Tensor) -> int:
     """Bytes the tensors' elements take (values, indices, metadata alike)."""
     return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _is_compressed(tensor: torch.Tensor) -> bool:
+    semi = getattr(torch.sparse, "SparseSemiStructuredTensor", ())
+    return tensor.layout != torch.strided or isinstance(tensor, semi)
+
+
+def _stored_tensor_bytes(tensor: torch.Tensor) -> int:
+    """Bytes a tensor holds: values and indices of a sparse one, packed parts of a 2:4 one."""
+    if tensor.layout == torch.sparse_csr:
+        parts = (tensor.values(), tensor.col_indices(), tensor.crow_indices())
+        return tensor_bytes(*parts)
+    if tensor.layout == torch.sparse_coo:
+        return tensor_bytes(tensor._values(), tensor._indices())
+    packed = ("packed", "meta", "packed_t", "meta_t", "compressed_swizzled_bitmask")
+    if any(getattr(tensor, part, None) is not None for part in packed):
+        return tensor_bytes(
+            *(getattr(tensor, p) for p in packed if getattr(tensor, p, None) is not None)
+        )
+    return tensor_bytes(tensor)

@@ -15,7 +15,7 @@ decomposed) and runs on ONNX Runtime >= 1.11 and TensorRT >= 8.6.
 The written file is verified in ONNX Runtime (CPU) against the PyTorch model on the
 verification batch (64 samples, so the dynamic batch is exercised) before it is renamed into
 place. Its `metadata_props["sparsebench"]` (JSON) records the input shape, classes, source,
-verification and the PyTorch outputs on the fixed check batch (`artifact.check_inputs`), so
+verification and the PyTorch outputs on the fixed check batch (`verify.check_inputs`), so
 `load` re-checks the file: a tampered or corrupted model fails before it is measured.
 
 `--sparse-initializers` stores mostly-zero weights (2-D and up) as ONNX `sparse_initializer`s
@@ -30,7 +30,6 @@ any op accepts them and memory and latency stay those of the dense model: only t
 from __future__ import annotations
 
 import io
-import json
 import math
 import warnings
 from dataclasses import asdict
@@ -43,18 +42,24 @@ from torch import nn
 from .._optional import require
 from ..errors import SparsebenchError, first_line
 from ..io import atomic_write
-from ..load import LoadOptions, load
 from ..measure.sparsity import is_compressed, prunable_layers
+from ..metadata import write_onnx_metadata
 from ..results import MB
 from ..runtimes.base import RuntimeModule
 from ..runtimes.onnx_graph import initializer_stats, layer_name, weight_names
 from ..runtimes.onnxruntime import OnnxRuntimeModule
-from .artifact import CHECK_SEED, check_inputs
-from .base import Conversion, ExportConfig, Exporter, LayerReport, register_format
-from .verify import compare_outputs, require_passed
+from ..verify import CHECK_SEED, check_inputs, compare_outputs, require_passed
+from .base import (
+    Conversion,
+    ExportConfig,
+    Exporter,
+    ExportResult,
+    LayerReport,
+    register_format,
+    verification_inputs,
+)
 
 OPSET = 17
-METADATA_KEY = "sparsebench"
 METADATA_VERSION = 1
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 INDEX_BYTES = 8  # int64 linear indices of a sparse initializer
@@ -159,45 +164,6 @@ def _itemsize(data_type: int) -> int:
     return np.dtype(helper.tensor_dtype_to_np_dtype(data_type)).itemsize
 
 
-def read_metadata(model_proto, path) -> dict | None:
-    """The sparsebench metadata of an ONNX model, or None for a foreign file."""
-    for prop in model_proto.metadata_props:
-        if prop.key == METADATA_KEY:
-            try:
-                value = json.loads(prop.value)
-            except json.JSONDecodeError as exc:
-                raise SparsebenchError(f"{path}: corrupt sparsebench metadata ({exc})") from exc
-            if not isinstance(value, dict):
-                raise SparsebenchError(f"{path}: corrupt sparsebench metadata (not an object)")
-            return value
-    return None
-
-
-class _Stored(nn.Module):
-    def __init__(self, outputs: torch.Tensor):
-        super().__init__()
-        self.outputs = outputs
-
-    def forward(self, x):
-        return self.outputs
-
-
-def check_reference(module: nn.Module, metadata: dict, path) -> None:
-    """Re-run the fixed check batch and compare with the PyTorch outputs stored at export."""
-    reference = metadata.get("reference_outputs")
-    if not reference:
-        return
-    try:
-        expected = torch.tensor(reference["values"], dtype=torch.float32)
-        expected = expected.reshape(reference["shape"])
-        inputs = check_inputs(metadata["input_shape"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise SparsebenchError(f"{path}: corrupt sparsebench metadata ({exc})") from exc
-    tolerance = metadata.get("verification", {}).get("tolerance", OnnxExporter.tolerance)
-    check = compare_outputs(_Stored(expected), module, inputs, tolerance, "artifact check")
-    require_passed(check, f"ONNX model {path} (tampered or corrupted?)")
-
-
 def _refuse(loaded, config: ExportConfig) -> None:
     if isinstance(loaded.model, RuntimeModule):
         raise SparsebenchError(
@@ -259,12 +225,8 @@ class OnnxExporter(Exporter):
     def restore(self, model: nn.Module, payload: dict, state_dict: dict, device: str) -> nn.Module:
         raise SparsebenchError("an onnx model loads from its .onnx file, not a checkpoint")
 
-    def export_file(self, source, output, config: ExportConfig, options, force: bool):
-        """Load `source`, export, verify in ONNX Runtime, write `output` atomically."""
-        from .export import ExportResult, verification_inputs
-
-        options = LoadOptions(**{**asdict(options or LoadOptions()), "device": "cpu"})
-        loaded = load(source, options)
+    def export_file(self, loaded, output: Path, config: ExportConfig, force: bool):
+        """Export the loaded model, verify it in ONNX Runtime, write `output` atomically."""
         _refuse(loaded, config)
         inputs, label = verification_inputs(loaded, config)
         model = loaded.model.cpu().eval()
@@ -276,13 +238,13 @@ class OnnxExporter(Exporter):
         else:
             layers = weight_reports(graph)
         stored = stored_bytes(graph)
-        runtime = OnnxRuntimeModule(model_proto, device="cpu")
-        verification = compare_outputs(model, runtime, inputs, self.tolerance, label)
+        with OnnxRuntimeModule(model_proto, device="cpu") as runtime:
+            verification = compare_outputs(model, runtime, inputs, self.tolerance, label)
         require_passed(verification, "the onnx export")
         with torch.inference_mode():
             reference = model(check_inputs(loaded.input_shape)).float()
         metadata = _metadata(loaded, config, verification, reference, layers, stored)
-        model_proto.metadata_props.add(key=METADATA_KEY, value=json.dumps(metadata))
+        write_onnx_metadata(model_proto, metadata)
         data = model_proto.SerializeToString()
         atomic_write(output, lambda handle: handle.write(data), force=force)
         notes = [

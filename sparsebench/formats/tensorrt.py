@@ -29,18 +29,21 @@ import torch
 from ..device import check_device
 from ..errors import SparsebenchError, first_line
 from ..io import atomic_write, atomic_write_text, check_writable
-from ..runtimes.tensorrt import (
-    SIDECAR_KIND,
-    SIDECAR_VERSION,
-    TensorRTModule,
-    require_tensorrt,
-    sidecar_path,
-)
+from ..metadata import SIDECAR_KIND, SIDECAR_VERSION, sidecar_path
+from ..runtimes.tensorrt import TensorRTModule, require_tensorrt
+from ..verify import check_inputs, compare_outputs, require_passed
 from ._tensorrt_build import BuiltEngine, build_engine, inspect_engine
 from ._tensorrt_layers import parse_engine_layers, summarize_layers
-from ._tensorrt_plan import BuildPlan, check_options, plan_build, scan_onnx_weights
-from .base import ExportConfig, Exporter, LayerReport, register_format
-from .verify import compare_outputs, require_passed
+from ._tensorrt_plan import PRECISIONS, BuildPlan, check_options, plan_build, scan_onnx_weights
+from .base import (
+    ExportConfig,
+    Exporter,
+    ExportResult,
+    LayerReport,
+    get_exporter,
+    register_format,
+    verification_inputs,
+)
 
 CALIBRATION_SAMPLES = 512
 
@@ -90,17 +93,16 @@ def source_stats(model, example: torch.Tensor) -> dict:
     }
 
 
-def _onnx_file(source: Path, folder: Path, config: ExportConfig, options) -> Path:
-    """`source` itself when it is ONNX, else its export by the `onnx` format into `folder`."""
+def _onnx_file(loaded, folder: Path, config: ExportConfig) -> Path:
+    """The source itself when it is ONNX, else its export by the `onnx` format into `folder`."""
+    source = Path(loaded.source)
     if source.suffix.lower() == ".onnx":
         return source
-    from .export import export
-
     path = folder / f"{source.stem}.onnx"
     onnx_config = ExportConfig(
         format="onnx", data=config.data, verify_samples=config.verify_samples
     )
-    export(source, path, onnx_config, options)
+    get_exporter("onnx").export_file(loaded, path, onnx_config, force=False)
     return path
 
 
@@ -153,6 +155,13 @@ def _sidecar(source: Path, output: Path, loaded, built: BuiltEngine, plan: Build
     }
 
 
+def _reference_outputs(loaded) -> dict:
+    """The source model's outputs on the check batch, which `load` re-checks the engine on."""
+    with torch.inference_mode():
+        reference = loaded.model(check_inputs(loaded.input_shape)).float()
+    return {"shape": list(reference.shape), "values": reference.reshape(-1).tolist()}
+
+
 def _notes(plan, built, summary, stats, build, layer_notes, sidecar) -> list[str]:
     low, opt, high = built.batch
     sparse = summary["sparse_layers"]
@@ -200,20 +209,28 @@ class TensorRTExporter(Exporter):
     tolerance = 1e-2
     file_based = True
 
-    def export_file(self, source, output, config: ExportConfig, options, force: bool):
-        """Build, verify and write the engine and its sidecar (see the module docstring)."""
-        from ..load import LoadOptions, load  # imported here: export.py dispatches to us
-        from .export import ExportResult, verification_inputs
+    def artifact_tolerance(self, model) -> float:
+        """The tolerance of the precision the engine was built with (from this code's table)."""
+        dtype = getattr(model, "info", {}).get("precision", {}).get("dtype")
+        if dtype not in PRECISIONS:
+            raise SparsebenchError(f"engine sidecar names an unknown precision {dtype!r}")
+        return PRECISIONS[dtype][2]
 
-        source, output = Path(source), Path(output)
-        sidecar = check_writable(sidecar_path(output), force)
+    def check_ready(self, config: ExportConfig) -> None:
+        """The options, the tensorrt package and a CUDA GPU, checked before anything loads."""
         check_options(config)
+        require_tensorrt("TensorRT engines")
+        build_device(config.device)
+
+    def export_file(self, loaded, output: Path, config: ExportConfig, force: bool):
+        """Build, verify and write the engine and its sidecar (see the module docstring)."""
+        source = Path(loaded.source)
+        sidecar = check_writable(sidecar_path(output), force)
         trt = require_tensorrt("TensorRT engines")
         device = build_device(config.device)
-        loaded = load(source, LoadOptions(**{**asdict(options), "device": "cpu"}))
         inputs, label = verification_inputs(loaded, config)
         with tempfile.TemporaryDirectory(prefix="sparsebench-trt-") as folder:
-            onnx_path = _onnx_file(source, Path(folder), config, options)
+            onnx_path = _onnx_file(loaded, Path(folder), config)
             weights = scan_onnx_weights(onnx_path)
             plan = plan_build(config, weights, loaded.input_shape[0])
             calibration = None
@@ -232,6 +249,7 @@ class TensorRTExporter(Exporter):
         info = _sidecar(source, output, loaded, built, plan)
         info.update(weights_24=weights, verification=verification.to_dict(), layer_summary=summary)
         info.update(layers=[asdict(layer) for layer in layers], **stats, build=build)
+        info["reference_outputs"] = _reference_outputs(loaded)
         _write(output, sidecar, built.data, info, force)
         notes = _notes(plan, built, summary, stats, build, layer_notes, sidecar)
         rows = table_rows(layers)

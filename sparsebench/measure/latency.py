@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import SparsebenchError
+from ..options import check_count, check_seconds
 from ..results import LatencyStats
 
 HIGH_SPREAD_CV = 0.10
@@ -28,10 +28,11 @@ class LatencyConfig:
     max_iters: int = 100_000
 
     def __post_init__(self):
-        if self.warmup < 0 or self.min_iters < 1 or self.min_seconds < 0:
-            raise SparsebenchError(
-                "latency needs --warmup >= 0, --min-iters >= 1 and --min-seconds >= 0"
-            )
+        rule = "latency needs --warmup >= 0, --min-iters >= 1 and a finite --min-seconds >= 0"
+        check_count("--warmup", self.warmup, 0, rule=rule)
+        check_count("--min-iters", self.min_iters, 1, rule=rule)
+        check_seconds("--min-seconds", self.min_seconds, allow_zero=True, rule=rule)
+        check_count("max_iters", self.max_iters, 1)
 
 
 def _time_cpu(fn: Callable[[], object], config: LatencyConfig) -> list[float]:

@@ -1,7 +1,8 @@
 """Peak and average memory while a model runs inference.
 
 CPU: the model is built and run in a fresh child process (multiprocessing "spawn"), so the
-process holds nothing but that model; this process samples the child's resident set size.
+process holds nothing but that model (and dies with this one, even if it is SIGKILLed: see
+_memory_child); this process samples the child's resident set size.
 RSS counts every page the child touched, the interpreter and torch's libraries included,
 so ``baseline_mb`` (after loading and one warm-up forward) is reported beside the peak and
 ``details["peak_over_baseline_mb"]`` is what inference itself added. ``details["hwm_peak_mb"]``
@@ -15,6 +16,7 @@ allocator's cached blocks).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import statistics
 import threading
@@ -37,6 +39,8 @@ MIN_ITERATIONS = 3
 BASELINE_SAMPLES = 5
 LOAD_TIMEOUT_S = 600.0  # building may load a large checkpoint
 RUN_SLACK_S = 60.0
+FINISHED_GRACE_S = 5.0  # a child that sent "done" may take this long to exit; others get 0
+TERMINATE_GRACE_S = 2.0  # then SIGTERM, and this long before SIGKILL
 
 
 def measure_memory(
@@ -68,19 +72,21 @@ def _measure_cpu(
     payload = _pickled(build)
     ctx = multiprocessing.get_context("spawn")
     conn, child_conn = ctx.Pipe()
-    args = (payload, threads, min_seconds, MIN_ITERATIONS, child_conn)
+    args = (payload, threads, min_seconds, MIN_ITERATIONS, child_conn, os.getpid())
     proc = ctx.Process(target=child_main, args=args, name="sparsebench-memory", daemon=True)
-    proc.start()
-    child_conn.close()
+    finished = False
     try:
+        proc.start()
+        child_conn.close()
         watched = psutil.Process(proc.pid)
         loaded, _, _ = _sample_until(conn, proc, watched, "loaded", LOAD_TIMEOUT_S, interval_s)
         baseline = statistics.median(_rss_samples(watched, BASELINE_SAMPLES, interval_s))
         conn.send("go")
         timeout = RUN_SLACK_S + 10 * (min_seconds + MIN_ITERATIONS * loaded["warmup_s"])
         done, rss, times = _sample_until(conn, proc, watched, "done", timeout, interval_s)
+        finished = True
     finally:
-        _reap(proc)
+        _reap(proc, FINISHED_GRACE_S if finished else 0.0)
         conn.close()
     return _cpu_result(baseline, rss, times, done, interval_s)
 
@@ -155,14 +161,19 @@ def _rss_samples(watched: psutil.Process, count: int, interval_s: float) -> list
     return samples
 
 
-def _reap(proc: Any) -> None:
-    proc.join(5.0)
-    if proc.is_alive():
-        proc.terminate()
-        proc.join(5.0)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
+def _reap(proc: Any, grace_s: float) -> None:
+    """Wait `grace_s` for the child, then terminate, then kill it: it never outlives this call."""
+    if proc.pid is None:
+        return  # never started
+    try:
+        proc.join(grace_s)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(TERMINATE_GRACE_S)
+    finally:
+        if proc.is_alive():
+            proc.kill()
+            proc.join(TERMINATE_GRACE_S)
 
 
 def _cpu_result(

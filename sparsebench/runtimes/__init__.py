@@ -1,5 +1,13 @@
-"""Runtimes that execute exported models: eager torch (the default), onnxruntime, tensorrt."""
+"""Runtimes, one per file: eager torch (the default), onnxruntime, tensorrt."""
 
-from .base import RuntimeModule
+from . import onnxruntime, tensorrt, torch_eager  # noqa: F401,I001  (registers them)
+from .base import RUNTIMES, Runtime, RuntimeModule, get_runtime, register_runtime, runtime_for_file
 
-__all__ = ["RuntimeModule"]
+__all__ = [
+    "RUNTIMES",
+    "Runtime",
+    "RuntimeModule",
+    "get_runtime",
+    "register_runtime",
+    "runtime_for_file",
+]

@@ -23,10 +23,11 @@ import torch
 from .._optional import require
 from ..checkpoint import CheckpointMeta
 from ..errors import SparsebenchError, first_line
-from ..load import LoadedModel, LoadOptions, _input_shape, check_input
+from ..load import LoadedModel, LoadOptions, check_input, resolve_input_shape
 from ..measure.macs import MacsResult
 from ..measure.sparsity import SparsitySummary
-from .base import RuntimeModule
+from ..metadata import check_shape, read_onnx_metadata
+from .base import Runtime, RuntimeModule, register_runtime
 from .onnx_graph import GraphSummary, count_onnx_macs
 
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -179,15 +180,24 @@ def _checkpoint_meta(metadata: dict | None) -> CheckpointMeta | None:
     )
 
 
-def load_onnx(path: str | Path, options: LoadOptions) -> LoadedModel:
-    """Open an `.onnx` file in ONNX Runtime, check it runs and matches its stored outputs."""
-    onnx = require("onnx", "onnx", "Loading ONNX models")
-    from ..formats.onnx import check_reference, read_metadata
+def _reference(metadata: dict | None, path: Path) -> torch.Tensor | None:
+    """The PyTorch outputs stored at export on the check batch, or None if the file has none."""
+    stored = (metadata or {}).get("reference_outputs")
+    if not stored:
+        return None
+    try:
+        return torch.tensor(stored["values"], dtype=torch.float32).reshape(stored["shape"])
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise SparsebenchError(f"{path}: corrupt sparsebench metadata ({first_line(exc)})") from exc
 
+
+def load_onnx(path: str | Path, options: LoadOptions) -> LoadedModel:
+    """Open an `.onnx` file in ONNX Runtime and check it runs (`artifact.load` verifies it)."""
+    onnx = require("onnx", "onnx", "Loading ONNX models")
     path = Path(path)
     try:
         model_proto = onnx.load(str(path))
-        metadata = read_metadata(model_proto, path)
+        metadata = read_onnx_metadata(model_proto, path)
         module = OnnxRuntimeModule(model_proto, path, options.device)
     except SparsebenchError:
         raise
@@ -197,12 +207,10 @@ def load_onnx(path: str | Path, options: LoadOptions) -> LoadedModel:
     found = None
     if not options.input_shape:
         stored = (metadata or {}).get("input_shape")
-        found = tuple(stored) if stored else _graph_shape(module, path)
-    shape = _input_shape(options, found, path)
+        found = tuple(check_shape(stored, str(path))) if stored else _graph_shape(module, path)
+    shape = resolve_input_shape(options, found, path)
     _check_declared(module, shape, path)
     check_input(module, shape, options.device)
-    if metadata:
-        check_reference(module, metadata, path)
     return LoadedModel(
         model=module,
         input_shape=shape,
@@ -211,4 +219,18 @@ def load_onnx(path: str | Path, options: LoadOptions) -> LoadedModel:
         source=str(path),
         meta=_checkpoint_meta(metadata),
         options=options,
+        reference=_reference(metadata, path),
     )
+
+
+@register_runtime
+class OnnxRuntime(Runtime):
+    """ONNX Runtime: opens `.onnx` files (CPU provider, or CUDA with onnxruntime-gpu)."""
+
+    name = "onnxruntime"
+    description = "ONNX Runtime (.onnx files; CPU, or CUDA with onnxruntime-gpu)"
+    accepts = ("onnx",)
+    suffixes = (".onnx",)
+
+    def open_file(self, path: Path, options: LoadOptions) -> LoadedModel:
+        return load_onnx(path, options)

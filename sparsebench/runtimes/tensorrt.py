@@ -12,24 +12,23 @@ Nothing here imports tensorrt or touches CUDA at import time.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import torch
 
 from .._optional import is_available, require
+from ..checkpoint import CheckpointMeta
 from ..device import cuda_available
 from ..errors import SparsebenchError
+from ..load import LoadedModel, LoadOptions, resolve_input_shape
 from ..measure.macs import MacsResult
 from ..measure.sparsity import LayerSparsity, SparsitySummary
-from .base import RuntimeModule
+from ..metadata import read_sidecar
+from .base import Runtime, RuntimeModule, register_runtime
 
 NO_GPU = "TensorRT needs an NVIDIA GPU; this machine has none"
-SIDECAR_KIND = "tensorrt-engine"
-SIDECAR_VERSION = 1
 # TensorRT DataType member -> torch dtype (members missing from an older TensorRT are skipped)
 _DTYPES = {
     "FLOAT": torch.float32,
@@ -78,31 +77,6 @@ def make_logger(trt: ModuleType):
                 print(f"[TensorRT] {msg}", file=sys.stderr)
 
     return _Logger()
-
-
-def sidecar_path(engine: str | Path) -> Path:
-    """The JSON sidecar written beside an engine: `model.engine` -> `model.engine.json`."""
-    engine = Path(engine)
-    return engine.with_name(engine.name + ".json")
-
-
-def read_sidecar(engine: str | Path) -> dict[str, Any]:
-    """The engine's sidecar, checked for the fields `load_engine` needs."""
-    path = sidecar_path(engine)
-    if not path.is_file():
-        raise SparsebenchError(
-            f"{engine} has no sidecar {path}: sparsebench reads the input shape, precision and "
-            "verification of an engine from it; copy it beside the engine or re-export with "
-            "`sparsebench export -f tensorrt`"
-        )
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SparsebenchError(f"cannot read the engine sidecar {path}: {exc}") from exc
-    marker = info.get("sparsebench", {}) if isinstance(info, dict) else {}
-    if marker.get("kind") != SIDECAR_KIND or not info.get("input_shape"):
-        raise SparsebenchError(f"{path} is not a sparsebench TensorRT sidecar")
-    return info
 
 
 def torch_dtype(trt: ModuleType, dtype) -> torch.dtype:
@@ -236,29 +210,31 @@ def engine_device(device: str) -> str:
     return device
 
 
-def load_engine(path: str | Path, options):
-    """Load `path` (an engine with its sidecar) as a LoadedModel run by TensorRT."""
-    from ..checkpoint import CheckpointMeta
-    from ..load import LoadedModel, _input_shape
+def load_engine(path: str | Path, options: LoadOptions) -> LoadedModel:
+    """Load `path` (an engine with its sidecar) as a LoadedModel run by TensorRT.
 
+    An engine is code-bearing (TensorRT deserialises it without validating it), so it is
+    opened only with `trust_checkpoint`; its sidecar's reference outputs are checked by
+    `artifact.load` like every artifact's.
+    """
     path = Path(path)
+    if not options.trust_checkpoint:
+        raise SparsebenchError(
+            f"{path} is a TensorRT engine, which TensorRT deserialises without validating it; "
+            "pass --trust-checkpoint if you trust its source"
+        )
     info = read_sidecar(path)
     trt = require_tensorrt("running TensorRT engines")
     device = engine_device(options.device)
     module = TensorRTModule(trt, path.read_bytes(), device, info)
-    shape = _input_shape(options, tuple(info["input_shape"]), path)
+    shape = resolve_input_shape(options, tuple(info["input_shape"]), path)
     module.check_batch(shape[0])
     meta = CheckpointMeta(
-        arch=info.get("arch") or "",
+        arch=info.get("arch") if isinstance(info.get("arch"), str) else "",
         input_shape=list(shape),
         classes=info.get("classes"),
         format="tensorrt",
-        export={
-            "source": info.get("source"),
-            "verification": info.get("verification"),
-            "layers": info.get("layers", []),
-            "stored_bytes": path.stat().st_size,
-        },
+        export={"source": info.get("source"), "precision": info.get("precision")},
     )
     return LoadedModel(
         model=module,
@@ -268,4 +244,28 @@ def load_engine(path: str | Path, options):
         source=str(path),
         meta=meta,
         options=options,
+        reference=_reference(info, path),
     )
+
+
+def _reference(info: dict, path: Path) -> torch.Tensor | None:
+    stored = info.get("reference_outputs")
+    if not stored:
+        return None
+    try:
+        return torch.tensor(stored["values"], dtype=torch.float32).reshape(stored["shape"])
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise SparsebenchError(f"{path}: corrupt sidecar reference outputs ({exc})") from exc
+
+
+@register_runtime
+class TensorRTRuntime(Runtime):
+    """TensorRT: opens `.engine`/`.plan` files with their JSON sidecar (NVIDIA GPU only)."""
+
+    name = "tensorrt"
+    description = "TensorRT engines (.engine/.plan + JSON sidecar; NVIDIA GPU, trusted files)"
+    accepts = ("tensorrt",)
+    suffixes = (".engine", ".plan")
+
+    def open_file(self, path: Path, options: LoadOptions) -> LoadedModel:
+        return load_engine(path, options)

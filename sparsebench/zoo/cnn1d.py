@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from . import register_model
+from .base import register_model
 
 
 class CNN1d(nn.Module):

@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from . import register_model
+from .base import register_model
 from .mlp import MLP
 
 

@@ -4,7 +4,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from . import register_model
+from .base import register_model
 
 
 class MLP(nn.Sequential):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import SparsebenchError
-from . import register_model
+from .base import register_model
 
 
 class BasicBlock(nn.Module):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SparsebenchError
-from . import register_model
+from .base import register_model
 
 
 class SelfAttention(nn.Module):

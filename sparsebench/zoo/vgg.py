@@ -7,7 +7,7 @@ chenyaofo/pytorch-cifar-models: `features` (conv+BN+ReLU, max pools) then a 3-la
 import torch
 from torch import nn
 
-from . import register_model
+from .base import register_model
 
 VGG16_CFG: tuple[int | str, ...] = (
     *(64, 64, "M", 128, 128, "M"),

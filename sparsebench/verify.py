@@ -1,4 +1,9 @@
-"""Verification: an exported model must reproduce the dense reference before it is measured."""
+"""Verification: an exported model must reproduce the dense reference before it is measured.
+
+Every artifact also stores the outputs of its verified model on a fixed synthetic batch
+(`check_inputs`), so each load re-checks it (`check_reference`), with the tolerance of the
+format's code: a tampered or corrupted file fails before anything is measured.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,12 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..errors import SparsebenchError
+from .data.synthetic import synthetic_inputs
+from .errors import SparsebenchError
+
+CHECK_SEED = 1234
+CHECK_SAMPLES = 8
+REFERENCE_KEY = "reference_outputs"
 
 
 @dataclass
@@ -68,3 +78,34 @@ def require_passed(verification: Verification, what: str) -> None:
             f"> tolerance {verification.tolerance:.0e} (max abs {verification.max_abs_err:.2e}, "
             f"top-1 agreement {verification.top1_agreement:.1%}); nothing written"
         )
+
+
+def check_inputs(input_shape: list[int] | tuple[int, ...]) -> torch.Tensor:
+    """The deterministic batch an artifact's reference outputs were computed on."""
+    return synthetic_inputs((CHECK_SAMPLES, *input_shape[1:]), seed=CHECK_SEED)
+
+
+class StoredOutputs(nn.Module):
+    """A stand-in model that returns the outputs an artifact stored."""
+
+    def __init__(self, outputs: torch.Tensor):
+        super().__init__()
+        self.outputs = outputs
+
+    def forward(self, x):
+        return self.outputs
+
+
+def check_reference(
+    model: nn.Module, reference: torch.Tensor, input_shape, tolerance: float, what: str,
+    device: str = "cpu",
+) -> Verification:  # fmt: skip
+    """Re-run the check batch on `model` and require its outputs to match `reference`."""
+    if reference.layout != torch.strided or not reference.dtype.is_floating_point:
+        raise SparsebenchError(f"corrupt {what}: its reference outputs are not dense floats")
+    check = compare_outputs(
+        StoredOutputs(reference.float()), model, check_inputs(input_shape), tolerance,
+        "artifact check", device,
+    )  # fmt: skip
+    require_passed(check, f"{what} (tampered or corrupted?)")
+    return check

@@ -1,46 +1,29 @@
-"""`sparsebench.export`: load, convert, verify against the dense reference, write the artifact."""
+"""`sparsebench.export`: load, convert, verify against the dense reference, write the artifact.
+
+The one export path of every command: the source is loaded (and, if an artifact, verified)
+here; in-memory formats only `convert` and this module writes the checkpoint; file-based
+formats (onnx, tensorrt) get the loaded model and write their own encoding.
+"""
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointMeta, save_checkpoint
-from ..data import load_dataset
-from ..data.synthetic import synthetic_inputs
-from ..errors import SparsebenchError
-from ..io import check_writable
-from ..load import LoadedModel, LoadOptions, load
-from ..measure.accuracy import fit_samples
-from ..runtimes.base import RuntimeModule
-from .artifact import REFERENCE_KEY, check_inputs
-from .base import Conversion, ExportConfig, get_exporter
-from .verify import Verification, compare_outputs, require_passed
+from .artifact import load
+from .checkpoint import CheckpointMeta, save_checkpoint
+from .errors import SparsebenchError
+from .formats import ExportConfig, get_exporter
+from .formats.base import Conversion, ExportResult, verification_inputs
+from .io import check_writable
+from .load import LoadedModel, LoadOptions
+from .runtimes import RuntimeModule
+from .verify import REFERENCE_KEY, Verification, check_inputs, compare_outputs, require_passed
 
-
-@dataclass
-class ExportResult:
-    """What `export` wrote: the artifact path and its report."""
-
-    path: Path
-    format: str
-    layers: list[dict]
-    stored_bytes: int
-    verification: Verification
-    notes: list[str]
-
-
-def verification_inputs(loaded: LoadedModel, config: ExportConfig) -> tuple[torch.Tensor, str]:
-    """A batch of real samples when `config.data` is given, else a synthetic batch."""
-    if config.data:
-        dataset = load_dataset(config.data, "test")
-        x = fit_samples(dataset.x[: config.verify_samples], loaded.input_shape)
-        return x, config.data
-    shape = (config.verify_samples, *loaded.input_shape[1:])
-    return synthetic_inputs(shape, seed=0), "synthetic"
+__all__ = ["ExportResult", "export"]
 
 
 def _meta(loaded: LoadedModel, options: LoadOptions) -> CheckpointMeta:
@@ -73,10 +56,17 @@ def export(
     """Convert checkpoint `source` to `config.format`, verify it and write `output` atomically."""
     check_writable(output, force)
     exporter = get_exporter(config.format)
+    exporter.check_ready(config)
     options = options or LoadOptions()
-    if exporter.file_based:  # e.g. a TensorRT engine: the exporter writes its own file
-        return exporter.export_file(source, output, config, options, force)
-    loaded = load(source, LoadOptions(**{**asdict(options), "device": "cpu"}))
+    with load(source, LoadOptions(**{**asdict(options), "device": "cpu"})) as loaded:
+        if exporter.file_based:  # onnx, tensorrt: the format writes its own encoding
+            return exporter.export_file(loaded, Path(output), config, force)
+        return _export_checkpoint(loaded, source, output, config, options, force)
+
+
+def _export_checkpoint(loaded, source, output, config, options, force) -> ExportResult:
+    """Convert in memory, verify, and write the artifact as a sparsebench checkpoint."""
+    exporter = get_exporter(config.format)
     if isinstance(loaded.model, RuntimeModule):
         raise SparsebenchError(
             f"{source} runs in {loaded.model.runtime}; the {config.format} format converts "

@@ -1,0 +1,150 @@
+"""Metadata read from a file is untrusted data: type-check it before anything uses it.
+
+Every encoding (sparsebench checkpoint metadata, ONNX `metadata_props`, the TensorRT
+sidecar) holds JSON-like values. These helpers check their types and bounds and raise a
+one-line `SparsebenchError` naming the file and the field, so a crafted file can never reach
+code that expects another type (a `KeyError` deep in an exporter, a huge allocation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from .errors import SparsebenchError
+
+# ONNX: the JSON object sparsebench writes into `metadata_props` under this key
+METADATA_KEY = "sparsebench"
+# TensorRT: what marks a JSON sidecar beside an engine as sparsebench's
+SIDECAR_KIND = "tensorrt-engine"
+SIDECAR_VERSION = 1
+
+MAX_DEPTH = 16
+MAX_INPUT_DIMS = 8
+# a shape read from a file must not make sparsebench allocate more than this (512 MiB fp32)
+MAX_INPUT_ELEMENTS = 2**27
+
+
+class CorruptMetadata(SparsebenchError):
+    """A field of a file's metadata has the wrong type or an impossible value."""
+
+
+def _fail(source: str, field: str, problem: str) -> CorruptMetadata:
+    return CorruptMetadata(f"{source}: corrupt metadata: '{field}' {problem}")
+
+
+def check_json(value: Any, source: str, field: str, depth: int = 0) -> Any:
+    """`value` if it is plain JSON (None, bool, finite numbers, str, lists, str-keyed dicts)."""
+    if depth > MAX_DEPTH:
+        raise _fail(source, field, "is nested too deeply")
+    if value is None or isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _fail(source, field, f"holds a non-finite number ({value})")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [check_json(v, source, f"{field}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise _fail(source, field, f"has a non-text key {key!r}")
+        return {k: check_json(v, source, f"{field}.{k}", depth + 1) for k, v in value.items()}
+    raise _fail(source, field, f"holds a {type(value).__name__}, not plain data")
+
+
+def expect(value: Any, kind: type | tuple[type, ...], source: str, field: str) -> Any:
+    """`value` if it is an instance of `kind` (a bool is never taken for a number)."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = "/".join(k.__name__ for k in kinds)
+        raise _fail(source, field, f"is a {type(value).__name__}, not {names}")
+    return value
+
+
+def check_shape(value: Any, source: str, field: str = "input_shape") -> list[int]:
+    """A positive integer shape of at most MAX_INPUT_DIMS dimensions and bounded size."""
+    expect(value, (list, tuple), source, field)
+    if not 1 <= len(value) <= MAX_INPUT_DIMS:
+        raise _fail(source, field, f"has {len(value)} dimensions")
+    dims = [expect(d, int, source, field) for d in value]
+    if min(dims) < 1:
+        raise _fail(source, field, f"has a dimension < 1 ({list(dims)})")
+    if math.prod(dims) > MAX_INPUT_ELEMENTS:
+        raise _fail(source, field, f"{list(dims)} is implausibly large")
+    return dims
+
+
+def check_str_list(value: Any, source: str, field: str) -> list[str]:
+    """A list of strings."""
+    expect(value, (list, tuple), source, field)
+    return [expect(v, str, source, f"{field}[{i}]") for i, v in enumerate(value)]
+
+
+def check_meta_fields(raw: dict, source: str) -> dict:
+    """The fields of a sparsebench checkpoint's metadata, each type-checked."""
+    fields = {key: check_json(value, source, key) for key, value in raw.items()}
+    arch = expect(fields.get("arch"), str, source, "arch")
+    if not arch or len(arch) > 500:
+        raise _fail(source, "arch", "is empty or too long")
+    for key in ("arch_kwargs", "extra", "export"):
+        if key in fields:
+            expect(fields[key], dict, source, key)
+    for key in ("dataset", "format"):
+        if fields.get(key) is not None:
+            expect(fields[key], str, source, key)
+    if fields.get("input_shape") is not None:
+        fields["input_shape"] = check_shape(fields["input_shape"], source)
+    if fields.get("classes") is not None:
+        fields["classes"] = check_str_list(fields["classes"], source, "classes")
+    return fields
+
+
+def read_onnx_metadata(model_proto, path) -> dict | None:
+    """The sparsebench metadata of an ONNX model, or None for a foreign file."""
+    for prop in model_proto.metadata_props:
+        if prop.key == METADATA_KEY:
+            try:
+                value = json.loads(prop.value)
+            except json.JSONDecodeError as exc:
+                raise SparsebenchError(f"{path}: corrupt sparsebench metadata ({exc})") from exc
+            if not isinstance(value, dict):
+                raise SparsebenchError(f"{path}: corrupt sparsebench metadata (not an object)")
+            return check_json(value, str(path), METADATA_KEY)
+    return None
+
+
+def write_onnx_metadata(model_proto, metadata: dict) -> None:
+    """Store `metadata` (plain JSON) in an ONNX model's `metadata_props`."""
+    model_proto.metadata_props.add(key=METADATA_KEY, value=json.dumps(metadata))
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    """The JSON sidecar written beside an engine: `model.engine` -> `model.engine.json`."""
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".json")
+
+
+def read_sidecar(engine: str | Path) -> dict[str, Any]:
+    """The engine's sidecar, checked for the fields `load_engine` needs."""
+    path = sidecar_path(engine)
+    if not path.is_file():
+        raise SparsebenchError(
+            f"{engine} has no sidecar {path}: sparsebench reads the input shape, precision and "
+            "verification of an engine from it; copy it beside the engine or re-export with "
+            "`sparsebench export -f tensorrt`"
+        )
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SparsebenchError(f"cannot read the engine sidecar {path}: {exc}") from exc
+    marker = info.get("sparsebench", {}) if isinstance(info, dict) else {}
+    if not isinstance(marker, dict) or marker.get("kind") != SIDECAR_KIND:
+        raise SparsebenchError(f"{path} is not a sparsebench TensorRT sidecar")
+    if not info.get("input_shape"):
+        raise SparsebenchError(f"{path} is not a sparsebench TensorRT sidecar")
+    info = check_json(info, str(path), "sidecar")
+    info["input_shape"] = check_shape(info["input_shape"], str(path))
+    return info

@@ -1,0 +1,297 @@
+"""The trust model: nothing named or stored inside a file runs, and crafted files fail cleanly.
+
+Each test crafts the file an attacker would send (no binaries are committed) and checks
+that loading it gives one clear line and runs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sparsebench import LoadOptions, SparsebenchError, load
+from sparsebench.checkpoint import FORMAT_KEY, CheckpointMeta, save_checkpoint
+from sparsebench.cli import app
+from sparsebench.export import export
+from sparsebench.formats import ExportConfig
+
+from .conftest import ARCH, SHAPE
+
+runner = CliRunner()
+FAST = ["--warmup", "1", "--min-iters", "3", "--min-seconds", "0.01", "--no-memory", "--no-energy"]
+
+
+def _resave(path, edit):
+    """Load a checkpoint's payload, let `edit` change it, and write it back."""
+    payload = torch.load(path, weights_only=True)
+    edit(payload)
+    torch.save(payload, path)
+
+
+def _evil_factory(tmp_path):
+    marker = tmp_path / "PWNED"
+    source = tmp_path / "evil_arch.py"
+    source.write_text(
+        textwrap.dedent(
+            f"""
+            import pathlib
+            from sparsebench.zoo import create_model
+            def build():
+                pathlib.Path({str(marker)!r}).write_text("ran")
+                return create_model({ARCH!r})
+            """
+        )
+    )
+    return f"{source}:build", marker
+
+
+def test_metadata_naming_an_importable_callable_is_refused(tmp_path, mlp):
+    marker = tmp_path / "M"
+    path = tmp_path / "evil.pt"
+    meta = CheckpointMeta(arch="subprocess:run", input_shape=list(SHAPE))
+    meta.arch_kwargs = {"args": f"touch {marker}", "shell": True}
+    save_checkpoint(path, mlp, meta)
+    for command in (["profile", str(path), *FAST], ["export", str(path), "-f", "dense", "-o",
+                                                      str(tmp_path / "o.pt")]):  # fmt: skip
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2
+        assert "names the architecture 'subprocess:run'" in result.output
+        assert "--trust-checkpoint" in result.output
+    assert not marker.exists()
+
+
+def test_metadata_naming_a_python_file_runs_only_when_trusted(tmp_path, mlp):
+    arch, marker = _evil_factory(tmp_path)
+    path = tmp_path / "evil.pt"
+    save_checkpoint(path, mlp, CheckpointMeta(arch=arch, input_shape=list(SHAPE)))
+    with pytest.raises(SparsebenchError, match="code to import"):
+        load(path)
+    assert not marker.exists()
+    load(path, trust_checkpoint=True)  # the user vouches for the file: now it may run
+    assert marker.exists()
+
+
+def test_user_named_arch_is_the_users_choice(tmp_path, mlp):
+    arch, marker = _evil_factory(tmp_path)
+    path = tmp_path / "file_arch.pt"
+    save_checkpoint(path, mlp, CheckpointMeta(arch=arch, input_shape=list(SHAPE)))
+    load(path, arch=arch)
+    assert marker.exists()
+
+
+def test_export_program_renamed_to_pt_still_needs_trust(tmp_path, mlp):
+    path = tmp_path / "innocent.pt"
+    torch.export.save(torch.export.export(mlp, (torch.randn(*SHAPE),)), str(path))
+    result = runner.invoke(app, ["profile", str(path), *FAST])
+    assert result.exit_code == 2
+    assert "torch.export program" in result.output and "--trust-checkpoint" in result.output
+
+
+def test_torchscript_that_writes_a_file_is_not_run(tmp_path):
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(b"\0" * 64)
+
+    class Writer(torch.nn.Module):
+        def __init__(self, target: str):
+            super().__init__()
+            self.target = target
+
+        def forward(self, x):
+            torch.from_file(self.target, True, 64, dtype=torch.uint8).fill_(65)
+            return x
+
+    path = tmp_path / "writer.pt"
+    torch.jit.save(torch.jit.script(Writer(str(victim))), str(path))
+    result = runner.invoke(app, ["profile", str(path), "--input-shape", "1,4", *FAST])
+    assert result.exit_code == 2 and "TorchScript" in result.output
+    assert victim.read_bytes() == b"\0" * 64
+
+
+def _csr_artifact(sb_ckpt, tmp_path):
+    out = tmp_path / "csr.pt"
+    export(sb_ckpt, out, ExportConfig(format="csr"))
+    return out
+
+
+def _break_csr(edit):
+    def apply(payload):
+        weight = payload["state_dict"]["fc1.weight"]
+        crow, col = weight.crow_indices().clone(), weight.col_indices().clone()
+        edit(crow, col)
+        payload["state_dict"]["fc1.weight"] = torch.sparse_csr_tensor(
+            crow, col, weight.values(), weight.shape, check_invariants=False
+        )
+
+    return apply
+
+
+CSR_DAMAGE = {
+    "column out of range": lambda crow, col: col.__setitem__(0, 10**6),
+    "negative column": lambda crow, col: col.__setitem__(3, -7),
+    "rows not monotonic": lambda crow, col: crow.__setitem__(5, int(crow[-1]) + 9),
+    "row pointer past nnz": lambda crow, col: crow.__setitem__(-1, int(crow[-1]) + 100),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(CSR_DAMAGE))
+def test_crafted_csr_indices_give_one_line_not_a_signal(sb_ckpt, tmp_path, damage):
+    out = _csr_artifact(sb_ckpt, tmp_path)
+    _resave(out, _break_csr(CSR_DAMAGE[damage]))
+    code = f"import sparsebench; sparsebench.load({str(out)!r})"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr  # a Python exception, not a signal (negative)
+    assert "SparsebenchError" in proc.stderr and "corrupt" in proc.stderr
+
+
+def test_tolerance_in_the_file_is_ignored(sb_ckpt, tmp_path):
+    out = tmp_path / "dense.pt"
+    export(sb_ckpt, out, ExportConfig(format="dense"))
+
+    def negate_and_relax(payload):
+        payload["state_dict"]["fc3.weight"].neg_()
+        payload[FORMAT_KEY]["export"]["verification"]["tolerance"] = 1e9
+
+    _resave(out, negate_and_relax)
+    with pytest.raises(SparsebenchError, match="tolerance 1e-04"):
+        load(out)
+
+
+def test_artifact_without_reference_outputs_is_refused(sb_ckpt, tmp_path):
+    out = tmp_path / "dense.pt"
+    export(sb_ckpt, out, ExportConfig(format="dense"))
+    _resave(out, lambda payload: payload["tensors"].clear())
+    with pytest.raises(SparsebenchError, match="no reference outputs.*refused"):
+        load(out)
+
+
+def test_reported_stored_size_and_verification_are_measured(sb_ckpt, tmp_path):
+    out = _csr_artifact(sb_ckpt, tmp_path)
+    honest = load(out)
+
+    def lie(payload):
+        payload[FORMAT_KEY]["export"]["stored_bytes"] = 1
+        payload[FORMAT_KEY]["export"]["verification"] = {"max_rel_err": 0.0, "passed": True}
+
+    _resave(out, lie)
+    result = runner.invoke(app, ["profile", str(out), *FAST, "-o", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    row = json.loads((tmp_path / "r.json").read_text())["results"][0]
+    from sparsebench.formats import get_exporter
+    from sparsebench.results import MB
+
+    assert row["stored_mb"] == pytest.approx(get_exporter("csr").stored_bytes(honest.model) / MB)
+    assert row["stored_mb"] > 1e-3
+    assert row["verification"]["samples"] == 8  # the check run at load, not the file's claim
+    assert row["verification"]["tolerance"] == get_exporter("csr").tolerance
+
+
+def test_huge_arch_kwargs_in_an_artifact_are_refused(sb_ckpt, tmp_path):
+    out = tmp_path / "dense.pt"
+    export(sb_ckpt, out, ExportConfig(format="dense"))
+
+    def grow(payload):
+        payload[FORMAT_KEY]["arch_kwargs"] = {"hidden": 10**9}
+
+    _resave(out, grow)
+    with pytest.raises(SparsebenchError):
+        load(out)
+
+
+@pytest.mark.parametrize(
+    "field, value, fragment",
+    [
+        ("input_shape", "12", "'input_shape' is a str"),
+        ("input_shape", [1, -3], "dimension < 1"),
+        ("input_shape", [1, 10**6, 10**6], "implausibly large"),
+        ("arch", 5, "'arch' is a int"),
+        ("arch_kwargs", [1, 2], "'arch_kwargs' is a list"),
+        ("classes", [1, 2], "'classes[0]' is a int"),
+    ],
+)
+def test_metadata_of_the_wrong_type_is_one_line(sb_ckpt, field, value, fragment):
+    _resave(sb_ckpt, lambda payload: payload[FORMAT_KEY].__setitem__(field, value))
+    with pytest.raises(SparsebenchError, match="corrupt metadata") as error:
+        load(sb_ckpt)
+    assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+def test_state_dict_entry_that_is_not_a_tensor_is_one_line(sb_ckpt):
+    _resave(sb_ckpt, lambda payload: payload["state_dict"].__setitem__("fc1.weight", [1.0]))
+    with pytest.raises(SparsebenchError, match="'state_dict' is not a dict of tensors"):
+        load(sb_ckpt)
+
+
+def _garbage_pickle(tmp_path, good):
+    path = tmp_path / "garbage_pkl.pt"
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(path, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            target.writestr(name, os.urandom(200) if name.endswith("data.pkl") else data)
+    return path
+
+
+def _zip_bomb(tmp_path):
+    path = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb/data.pkl", b"\0" * 50_000_000)
+    return path
+
+
+def test_corrupt_files_are_called_corrupt_without_trust_advice(tmp_path, sb_ckpt):
+    random_bytes = tmp_path / "random.pt"
+    random_bytes.write_bytes(os.urandom(4096))
+    cases = [random_bytes, _garbage_pickle(tmp_path, sb_ckpt), _zip_bomb(tmp_path)]
+    for path in cases:
+        result = runner.invoke(app, ["profile", str(path), "--arch", ARCH, *FAST])
+        assert result.exit_code == 2, path
+        assert "corrupt or not a PyTorch checkpoint" in result.output, result.output
+        assert "trust" not in result.output and "unexpected" not in result.output
+
+
+def test_pickled_objects_get_the_trust_advice_naming_the_global(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    path = tmp_path / "evil_pickle.pt"
+    torch.save({"x": Evil()}, path)
+    result = runner.invoke(app, ["profile", str(path), *FAST])
+    assert result.exit_code == 2
+    assert "holds pickled Python objects (posix.system)" in result.output
+    assert "--trust-checkpoint" in result.output
+
+
+def test_onnx_claiming_sparsebench_without_reference_is_refused(sb_ckpt, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "m.onnx"
+    export(sb_ckpt, out, ExportConfig(format="onnx"))
+    proto = onnx.load(str(out))
+    for prop in proto.metadata_props:
+        if prop.key == "sparsebench":
+            meta = json.loads(prop.value)
+            meta.pop("reference_outputs")
+            prop.value = json.dumps(meta)
+    onnx.save(proto, str(out))
+    with pytest.raises(SparsebenchError, match="no reference outputs"):
+        load(out)
+
+
+def test_foreign_onnx_without_metadata_loads_unverified(sb_ckpt, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "m.onnx"
+    export(sb_ckpt, out, ExportConfig(format="onnx"))
+    proto = onnx.load(str(out))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(out))
+    loaded = load(out, LoadOptions())
+    assert loaded.kind == "onnx" and loaded.verification is None
