@@ -61,6 +61,8 @@ class LoadedModel:
     reference: torch.Tensor | None = None
     # the check the artifact passed at this load (`verify.Verification`); None if none
     verification: Any = None
+    # the file this model was converted from on the fly (profile --runtime), if it was
+    converted_from: str | None = None
 
     @property
     def batch_size(self) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import math
 import tempfile
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -14,19 +16,20 @@ from .data import load_dataset
 from .data.synthetic import synthetic_inputs
 from .device import check_threads
 from .environment import collect_environment
-from .errors import SparsebenchError
+from .errors import SparsebenchError, first_line
 from .load import LoadedModel, LoadOptions
 from .measure.accuracy import measure_accuracy
 from .measure.energy import measure_energy
+from .measure.interleaved import time_interleaved
 from .measure.latency import LatencyConfig, measure_latency, spread_warning
-from .measure.macs import count_macs
 from .measure.memory import measure_memory
 from .measure.size import file_size_mb, state_dict_size_mb
-from .measure.sparsity import measure_sparsity
-from .results import MB, MemoryResult, ProfileRow, Report
-from .runtimes.base import RuntimeModule
+from .measure.threads import fixed_threads
+from .results import MB, LatencyStats, MemoryResult, ProfileRow, Report
+from .runtimes import RuntimeModule, get_runtime, static_figures
 
 RUNTIMES = ("torch", "onnxruntime")
+INTERLEAVED_ROUNDS = 5  # profile of several files: rows rotate through this many rounds
 
 
 @dataclass(frozen=True)
@@ -96,19 +99,23 @@ def _sync(device: str):
     return lambda: None
 
 
-def profile_loaded(loaded: LoadedModel, config: ProfileConfig | None = None) -> ProfileRow:
-    """Measure one loaded model on `config.device`."""
+def profile_loaded(
+    loaded: LoadedModel, config: ProfileConfig | None = None, latency: LatencyStats | None = None
+) -> ProfileRow:
+    """Measure one loaded model on `config.device`; `latency` if it was timed already
+    (interleaved with other rows by `profile`)."""
     config = config or ProfileConfig()
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    with fixed_threads(config.threads):
+        return _profile_row(loaded, config, latency)
+
+
+def _profile_row(loaded: LoadedModel, config: ProfileConfig, latency) -> ProfileRow:
     model = loaded.model.to(config.device).eval()
     inputs = synthetic_inputs(loaded.input_shape).to(config.device)
-    if isinstance(model, RuntimeModule):  # weights and graph live in another runtime
-        sparsity, macs = model.sparsity(), model.macs(inputs[:1])
-    else:
-        sparsity, macs = measure_sparsity(model), count_macs(model, inputs[:1])
+    sparsity, macs = static_figures(model, inputs[:1])
     with torch.inference_mode():
-        latency = measure_latency(lambda: model(inputs), config.device, config.latency)
+        if latency is None:
+            latency = measure_latency(lambda: model(inputs), config.device, config.latency)
         energy = (
             measure_energy(
                 lambda: model(inputs),
@@ -228,25 +235,49 @@ def _per_layer(sparsity, macs) -> list[dict]:
     ]
 
 
-def _load_for_runtime(path, options: LoadOptions, runtime: str, folder: Path):
-    """(loaded model, original path): a checkpoint for onnxruntime is exported to ONNX first."""
-    if runtime != "onnxruntime" or Path(path).suffix.lower() == ".onnx":
-        return load(path, options), None
+def _open(path, options: LoadOptions, runtime: str, folder: Path) -> LoadedModel:
+    """Load `path` for `runtime`; a format the runtime does not accept is exported first
+    (a checkpoint for onnxruntime becomes an ONNX file), reporting the file the user gave."""
+    loaded = load(path, options)
+    wanted = get_runtime(runtime)
+    if isinstance(loaded.model, RuntimeModule) or loaded.format in wanted.accepts:
+        return loaded
     from .export import export
     from .formats import ExportConfig
 
+    loaded.close()
     folder.mkdir(parents=True)
-    target = folder / f"{Path(path).stem}.onnx"
-    export(path, target, ExportConfig(format="onnx"), replace(options, device="cpu"))
-    return load(target, options), Path(path)
+    target = folder / f"{Path(path).stem}.{wanted.accepts[0]}"
+    export(path, target, ExportConfig(format=wanted.accepts[0]), replace(options, device="cpu"))
+    converted = load(target, options)
+    converted.name = Path(path).stem
+    converted.converted_from = str(path)  # reported as the source, not the temporary file
+    return converted
 
 
-def _profile_one(loaded: LoadedModel, original: Path | None, config: ProfileConfig):
-    row = profile_loaded(loaded, config)
-    if original is not None:  # report the checkpoint the user gave, not the temporary file
-        row.source = str(original)
-        row.size_source = "file (ONNX exported on the fly)"
-    return row
+def _time_rows(opened: list[LoadedModel], config: ProfileConfig) -> list[LatencyStats | None]:
+    """One latency per row; several rows are timed interleaved, in rotating rounds, so
+    machine drift hits them alike (each still gets `min_iters` calls and `min_seconds`)."""
+    if len(opened) < 2:
+        return [None] * len(opened)  # profile_loaded times a single row itself
+    calls = {}
+    for index, loaded in enumerate(opened):
+        inputs = synthetic_inputs(loaded.input_shape).to(config.device)
+        calls[str(index)] = lambda m=loaded.model, x=inputs: m(x)
+    timing = config.latency
+    rounds = INTERLEAVED_ROUNDS
+    with torch.inference_mode():
+        comparison = time_interleaved(
+            calls, rounds=rounds, block_seconds=timing.min_seconds / rounds,
+            block_iters=math.ceil(timing.min_iters / rounds), warmup=timing.warmup,
+            device=config.device,
+        )  # fmt: skip
+    return [LatencyStats.from_samples(comparison.samples(str(i))) for i in range(len(opened))]
+
+
+def _failure(path, exc: Exception) -> dict[str, str]:
+    message = str(exc) if isinstance(exc, SparsebenchError) else first_line(exc, with_type=True)
+    return {"source": str(path), "error": message}
 
 
 def profile(
@@ -254,19 +285,52 @@ def profile(
     config: ProfileConfig | None = None,
     options: LoadOptions | None = None,
 ) -> Report:
-    """Load and profile each checkpoint; one row per path, in order."""
+    """Load and profile each checkpoint; one row per path that could be profiled, in order.
+
+    Rows are timed interleaved (like `compare`); a file that cannot be loaded or measured is
+    kept in `Report.failures` with its error and the other rows are still measured. When no
+    file can be profiled, the first error is raised.
+    """
     config = config or ProfileConfig()
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
     options = LoadOptions(**{**asdict(options or LoadOptions()), "device": config.device})
-    if config.threads:  # before loading: ONNX Runtime sessions take torch's thread count
-        torch.set_num_threads(config.threads)
-    # exported ONNX files stay until the rows are measured: the memory child re-loads them
-    with tempfile.TemporaryDirectory(prefix="sparsebench-onnx-") as folder:
-        loaded = [  # fail fast, before any timing
-            _load_for_runtime(path, options, config.runtime, Path(folder) / str(index))
-            for index, path in enumerate(paths)
-        ]
-        rows = [_profile_one(item, source, config) for item, source in loaded]
+    # threads first: ONNX Runtime sessions take torch's thread count when they open
+    with fixed_threads(config.threads), ExitStack() as stack:
+        # exported ONNX files stay until the rows are measured: the memory child re-loads them
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sparsebench-")))
+        opened, failures, errors = [], [], []
+        for index, path in enumerate(paths):
+            try:
+                opened.append(stack.enter_context(_open(path, options, config.runtime,
+                                                        folder / str(index))))  # fmt: skip
+            except Exception as exc:  # kept with its error; the other rows go on
+                failures.append(_failure(path, exc))
+                errors.append(exc)
+        rows = _measure_rows(opened, config, failures, errors)
+    if not rows:
+        raise (
+            errors[0]
+            if isinstance(errors[0], SparsebenchError)
+            else SparsebenchError(failures[0]["error"])
+        )
     settings = asdict(config)
     settings["load"] = {k: v for k, v in asdict(options).items() if v not in (None, False)}
-    return Report(environment=collect_environment(config.device), config=settings, results=rows)
+    settings["timing"] = "interleaved rounds" if len(rows) > 1 else "one row"
+    environment = collect_environment(config.device)
+    return Report(environment=environment, config=settings, results=rows, failures=failures)
+
+
+def _measure_rows(opened, config, failures, errors) -> list[ProfileRow]:
+    rows = []
+    for loaded, latency in zip(opened, _time_rows(opened, config), strict=True):
+        try:
+            row = _profile_row(loaded, config, latency)
+        except Exception as exc:  # a row whose memory/energy/accuracy fails is kept aside
+            failures.append(_failure(loaded.source, exc))
+            errors.append(exc)
+            continue
+        if loaded.converted_from is not None:
+            row.source = loaded.converted_from
+            row.size_source = f"file ({loaded.format.upper()} exported on the fly)"
+        rows.append(row)
+    return rows

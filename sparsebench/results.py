@@ -15,6 +15,20 @@ SCHEMA = "sparsebench.profile/v1"
 MB = 2**20
 
 
+def envelope(schema: str, environment: dict, config: dict, **body: Any) -> dict[str, Any]:
+    """The one JSON layout of every sparsebench document: schema first, then the run's
+    environment and configuration, then its rows (profile, compare and check alike)."""
+    return {"schema": schema, "environment": environment, "config": config, **body}
+
+
+def read_envelope(data: Any, schema: str, what: str) -> dict[str, Any]:
+    """`data` if it is a `schema` document; ValueError naming what was found otherwise."""
+    found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+    if found != schema:
+        raise ValueError(f"unsupported {what} schema {found!r} (want {schema})")
+    return data
+
+
 @dataclass
 class LatencyStats:
     """Per-batch latency in ms, with the raw samples it was computed from."""
@@ -141,26 +155,24 @@ class ProfileRow:
 
 @dataclass
 class Report:
-    """A profiling run: environment, configuration and one row per profiled model."""
+    """A profiling run: environment, configuration, one row per profiled model, and the
+    files that could not be profiled with their one-line errors (`failures`)."""
 
     environment: dict[str, Any]
     config: dict[str, Any]
     results: list[ProfileRow]
     schema: str = SCHEMA
+    failures: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form, schema first."""
-        return {
-            "schema": self.schema,
-            "environment": self.environment,
-            "config": self.config,
-            "results": [asdict(r) for r in self.results],
-        }
+        rows = [asdict(r) for r in self.results]
+        return envelope(self.schema, self.environment, self.config, results=rows,
+                        failures=self.failures)  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
         """Rebuild a report from JSON; refuses other schemas."""
-        if data.get("schema") != SCHEMA:
-            raise ValueError(f"unsupported report schema {data.get('schema')!r} (want {SCHEMA})")
+        data = read_envelope(data, SCHEMA, "report")
         rows = [ProfileRow.from_dict(r) for r in data["results"]]
-        return cls(data["environment"], data["config"], rows)
+        return cls(data["environment"], data["config"], rows, failures=data.get("failures", []))

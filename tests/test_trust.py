@@ -295,3 +295,25 @@ def test_foreign_onnx_without_metadata_loads_unverified(sb_ckpt, tmp_path):
     onnx.save(proto, str(out))
     loaded = load(out, LoadOptions())
     assert loaded.kind == "onnx" and loaded.verification is None
+
+
+def test_profile_of_several_files_times_interleaved_and_keeps_failures(sb_ckpt, tmp_path):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(os.urandom(512))
+    out = tmp_path / "r.json"
+    args = ["profile", str(sb_ckpt), str(broken), str(sb_ckpt), *FAST, "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2  # a file failed: non-zero, but the others were measured
+    assert "broken.pt: cannot read" in result.output and "corrupt" in result.output
+    report = json.loads(out.read_text())
+    assert len(report["results"]) == 2
+    assert report["config"]["timing"] == "interleaved rounds"
+    assert [f["source"] for f in report["failures"]] == [str(broken)]
+    for row in report["results"]:  # each row still gets at least --min-iters calls
+        assert len(row["latency_ms"]["samples"]) >= 3
+
+
+def test_profile_of_one_bad_file_is_one_line(tmp_path):
+    result = runner.invoke(app, ["profile", str(tmp_path / "missing.pt"), *FAST])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [f"error: no such file: {tmp_path}/missing.pt"]

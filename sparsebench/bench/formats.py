@@ -20,6 +20,7 @@ from ..device import check_threads
 from ..errors import SparsebenchError
 from ..formats import ExportConfig, get_exporter
 from ..measure.interleaved import time_interleaved
+from ..measure.threads import fixed_threads
 from ..prune import magnitude_prune_
 from ..verify import compare_outputs
 from ..zoo import create_model
@@ -157,9 +158,11 @@ def sweep_vgg_channels(sweep: SweepConfig) -> list[SweepRow]:
 
 def run_sweep(sweep: SweepConfig, progress=None) -> list[SweepRow]:
     """Run every workload of the sweep; `progress(text)` is told what runs next."""
-    if sweep.threads:
-        torch.set_num_threads(sweep.threads)
-    say = progress or (lambda text: None)
+    with fixed_threads(sweep.threads):
+        return _sweep(sweep, progress or (lambda text: None))
+
+
+def _sweep(sweep: SweepConfig, say) -> list[SweepRow]:
     rows: list[SweepRow] = []
     for size in sweep.linear_sizes:
         for batch in sweep.batches:

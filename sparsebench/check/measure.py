@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import statistics
 from datetime import UTC, datetime
@@ -19,23 +18,13 @@ from ..measure.interleaved import time_interleaved
 from ..measure.macs import count_macs
 from ..measure.size import state_dict_size_mb
 from ..measure.sparsity import measure_sparsity
-from ..results import MB
+from ..measure.threads import fixed_threads
+from ..results import MB, envelope
 from .models import build_entry
 from .profile import CheckProfile
 
 SCHEMA = "sparsebench.check/v1"
 REFERENCE = "reference"
-
-
-@contextlib.contextmanager
-def _threads(count: int | None):
-    previous = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def static_figures(loaded, dataset) -> dict[str, Any]:
@@ -83,7 +72,7 @@ def measure_profile(profile: CheckProfile) -> dict[str, Any]:
     """Run the profile once; returns the baseline-shaped JSON dict (schema sparsebench.check/v1)."""
     device = check_device(profile.device)
     dataset = load_dataset(profile.data, "test") if profile.data else None
-    with _threads(profile.threads):
+    with fixed_threads(profile.threads):
         built = {entry.name: build_entry(entry, profile) for entry in profile.models}
         return _measure_built(profile, device, built, dataset)
 
@@ -109,20 +98,21 @@ def _measure_built(profile, device, built, dataset) -> dict[str, Any]:
                 "ratios": round_ratios(rounds, reference),
                 "samples_ms": _rounded(rounds),
             }
-    return {
-        "schema": SCHEMA,
-        "profile": profile.name,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "settings": {
-            "device": profile.device,
-            "threads": profile.threads,
-            "batch_sizes": list(profile.batch_sizes),
-            "reference": f"matmul {profile.reference_matmul}x{profile.reference_matmul}",
-            "rounds": timing.rounds,
-            "block_seconds": timing.block_seconds,
-            "data": profile.data,
-        },
-        "environment": collect_environment(device),
-        "reference_samples_ms": _rounded(reference),
-        "models": models,
+    settings = {
+        "device": profile.device,
+        "threads": profile.threads,
+        "batch_sizes": list(profile.batch_sizes),
+        "reference": f"matmul {profile.reference_matmul}x{profile.reference_matmul}",
+        "rounds": timing.rounds,
+        "block_seconds": timing.block_seconds,
+        "data": profile.data,
     }
+    return envelope(
+        SCHEMA,
+        collect_environment(device),
+        settings,
+        profile=profile.name,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        reference_samples_ms=_rounded(reference),
+        models=models,
+    )

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from ..options import check_optional_count
 from .shared import (
+    ERROR_EXIT,
     Arch,
     ArchKwargs,
     BatchSize,
@@ -18,6 +20,7 @@ from .shared import (
     Trust,
     app,
     console,
+    err_console,
     friendly_errors,
     load_options,
 )
@@ -89,3 +92,13 @@ def profile(
     if output is not None:
         write_report(report, output, force)
         console.print(f"wrote {output}")
+    report_failures(report.failures)
+
+
+def report_failures(failures: list[dict[str, str]]) -> None:
+    """One `error:` line per file that could not be profiled, then exit 2 (after the table)."""
+    for failure in failures:
+        message = escape(f"{failure['source']}: {failure['error']}")
+        err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    if failures:
+        raise typer.Exit(ERROR_EXIT)

@@ -89,10 +89,11 @@ def plan_checkpoint(path: Path, config: CompareConfig, options: LoadOptions, fol
                 variants.append(_onnx(Path(path), loaded, options, folder, base))
             else:
                 variants.append(_in_memory(loaded, fmt, config, base))
-        except SparsebenchError as exc:
+        except Exception as exc:  # one format failing here must not drop the others
             if fmt == "dense":
                 raise
-            variants.append(replace(base, unavailable=first_line(exc)))
+            detail = first_line(exc, with_type=not isinstance(exc, SparsebenchError))
+            variants.append(replace(base, unavailable=detail))
     return variants
 
 

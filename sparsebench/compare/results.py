@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..results import envelope, read_envelope
+
 SCHEMA = "sparsebench.compare/v1"
 
 
@@ -69,20 +71,14 @@ class CompareReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form, schema first."""
-        return {
-            "schema": self.schema,
-            "environment": self.environment,
-            "config": self.config,
-            "rows": [asdict(r) for r in self.rows],
-            "advice": self.advice,
-            "plots": self.plots,
-        }
+        rows = [asdict(r) for r in self.rows]
+        return envelope(self.schema, self.environment, self.config, rows=rows,
+                        advice=self.advice, plots=self.plots)  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CompareReport:
         """Rebuild a report from JSON; refuses other schemas."""
-        if data.get("schema") != SCHEMA:
-            raise ValueError(f"unsupported compare schema {data.get('schema')!r} (want {SCHEMA})")
+        data = read_envelope(data, SCHEMA, "compare")
         rows = [CompareRow.from_dict(r) for r in data["rows"]]
         return cls(data["environment"], data["config"], rows, data.get("advice", ""),
                    list(data.get("plots", [])))  # fmt: skip

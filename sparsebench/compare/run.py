@@ -17,15 +17,15 @@ import torch
 from ..data import load_dataset
 from ..data.synthetic import synthetic_inputs
 from ..environment import collect_environment
+from ..errors import SparsebenchError, first_line
 from ..formats import get_exporter
 from ..load import LoadOptions
 from ..measure.accuracy import measure_accuracy
 from ..measure.interleaved import Comparison, time_interleaved
 from ..measure.kernels import kernel_evidence
-from ..measure.macs import count_macs
-from ..measure.sparsity import measure_sparsity
+from ..measure.threads import fixed_threads
 from ..results import percentile
-from ..runtimes.base import RuntimeModule
+from ..runtimes.base import static_figures
 from ..verify import compare_outputs
 from .advice import advise
 from .config import CompareConfig
@@ -42,10 +42,7 @@ def _static(variant: Variant, config: CompareConfig) -> CompareRow:
         return row
     model, device = variant.model, config.device
     inputs = synthetic_inputs(variant.input_shape).to(device)
-    if isinstance(model, RuntimeModule):
-        sparsity, macs = model.sparsity(), model.macs(inputs[:1])
-    else:
-        sparsity, macs = measure_sparsity(model), count_macs(model, inputs[:1])
+    sparsity, macs = static_figures(model, inputs[:1])
     row.sparsity_pct, row.macs_m, row.effective_macs_m = (
         sparsity.sparsity_pct,
         macs.dense_m,
@@ -70,6 +67,18 @@ def _static(variant: Variant, config: CompareConfig) -> CompareRow:
         dataset = load_dataset(config.data, config.data_split)
         row.top1 = measure_accuracy(model, dataset, variant.input_shape, device).top1
     return row
+
+
+def _static_or_unavailable(variant: Variant, config: CompareConfig) -> CompareRow:
+    """`_static`, or the variant's row marked unavailable with the error that stopped it."""
+    try:
+        return _static(variant, config)
+    except Exception as exc:  # one variant failing must not drop every other result
+        detail = first_line(exc, with_type=not isinstance(exc, SparsebenchError))
+        row = CompareRow(variant.checkpoint, variant.model_name, variant.format,
+                         variant.runtime, variant.input_shape[0])  # fmt: skip
+        row.unavailable = f"failed: {detail}"
+        return row
 
 
 def _time(variants: list[Variant], rows: list[CompareRow], config: CompareConfig) -> Comparison:
@@ -107,7 +116,7 @@ def _ratios(variants: list[Variant], rows: list[CompareRow], timing: Comparison)
 
 def measure_variants(variants: list[Variant], config: CompareConfig) -> list[CompareRow]:
     """Rows for planned variants: static figures first, then one interleaved timing run."""
-    rows = [_static(variant, config) for variant in variants]
+    rows = [_static_or_unavailable(variant, config) for variant in variants]
     baselines = {v.key for v, r in zip(variants, rows, strict=True) if r.unavailable is None}
     for variant, row in zip(variants, rows, strict=True):
         if row.unavailable is None and variant.baseline_key not in baselines:
@@ -123,16 +132,15 @@ def compare(
     """Convert each checkpoint to each format, measure all variants and advise."""
     config = config or CompareConfig()
     options = LoadOptions(**{**asdict(options or LoadOptions()), "device": config.device})
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    with tempfile.TemporaryDirectory(prefix="sparsebench-compare-") as folder:
-        variants = plan_variants(list(paths), config, options, Path(folder))
-        try:
-            rows = measure_variants(variants, config)
-        finally:
-            close_variants(variants)
+    with fixed_threads(config.threads) as threads:
+        with tempfile.TemporaryDirectory(prefix="sparsebench-compare-") as folder:
+            variants = plan_variants(list(paths), config, options, Path(folder))
+            try:
+                rows = measure_variants(variants, config)
+            finally:
+                close_variants(variants)
     settings = asdict(config)
     settings["speedup_interval"] = "p10-p90 of per-round ratios of one interleaved run"
-    settings["torch_threads"] = torch.get_num_threads()
+    settings["torch_threads"] = threads
     return CompareReport(collect_environment(config.device), settings, rows,
                          advise(rows, config.max_acc_drop))  # fmt: skip

@@ -45,4 +45,7 @@ def render_markdown(report: Report) -> str:
     notes = unavailable_notes(report.results)
     if notes:
         lines += ["", *(f"- {note}" for note in notes)]
+    if report.failures:
+        lines += ["", "Not profiled:", ""]
+        lines += [f"- `{f['source']}`: {f['error']}" for f in report.failures]
     return "\n".join(lines) + "\n"

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ..measure.macs import MacsResult
-from ..measure.sparsity import SparsitySummary
+from ..measure.macs import MacsResult, count_macs
+from ..measure.sparsity import SparsitySummary, measure_sparsity
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -96,3 +96,14 @@ class RuntimeModule(nn.Module):
 
     def to(self, *args, **kwargs):  # the runtime owns device placement (see its `device`)
         return self
+
+
+def static_figures(model: nn.Module, example: torch.Tensor) -> tuple[SparsitySummary, MacsResult]:
+    """Sparsity and MACs of a model, whichever runtime holds it (computed once per model).
+
+    A `RuntimeModule` answers from what its runtime holds (the ONNX graph, an engine's
+    sidecar); a PyTorch module is measured directly on `example` (one sample).
+    """
+    if isinstance(model, RuntimeModule):
+        return model.sparsity(), model.macs(example)
+    return measure_sparsity(model), count_macs(model, example)
