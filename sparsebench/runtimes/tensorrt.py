@@ -213,15 +213,15 @@ def engine_device(device: str) -> str:
 def load_engine(path: str | Path, options: LoadOptions) -> LoadedModel:
     """Load `path` (an engine with its sidecar) as a LoadedModel run by TensorRT.
 
-    An engine is code-bearing (TensorRT deserialises it without validating it), so it is
+    An engine is code-bearing (NVIDIA calls serialized engines executable artifacts), so it is
     opened only with `trust_checkpoint`; its sidecar's reference outputs are checked by
     `artifact.load` like every artifact's.
     """
     path = Path(path)
     if not options.trust_checkpoint:
         raise SparsebenchError(
-            f"{path} is a TensorRT engine, which TensorRT deserialises without validating it; "
-            "pass --trust-checkpoint if you trust its source"
+            f"{path} is a TensorRT engine, an executable artifact (NVIDIA: never deserialize "
+            "one from an untrusted source); pass --trust-checkpoint if you trust its source"
         )
     info = read_sidecar(path)
     trt = require_tensorrt("running TensorRT engines")
