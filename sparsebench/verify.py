@@ -109,3 +109,20 @@ def check_reference(
     )  # fmt: skip
     require_passed(check, f"{what} (tampered or corrupted?)")
     return check
+
+
+def reference_from_json(stored, source: str) -> torch.Tensor | None:
+    """Reference outputs kept as JSON (`{"shape": [...], "values": [...]}`) in an ONNX model's
+    metadata or an engine's sidecar; None when the file keeps none."""
+    if not stored:
+        return None
+    try:
+        return torch.tensor(stored["values"], dtype=torch.float32).reshape(stored["shape"])
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise SparsebenchError(f"{source}: corrupt reference outputs ({exc})") from exc
+
+
+def reference_to_json(reference: torch.Tensor) -> dict:
+    """The JSON form `reference_from_json` reads."""
+    reference = reference.float()
+    return {"shape": list(reference.shape), "values": reference.reshape(-1).tolist()}

@@ -226,3 +226,18 @@ def test_cli_missing_checkpoint_exits_2(tmp_path):
     result = _invoke(tmp_path / "nope.pt")
     assert result.exit_code == 2
     assert "no such checkpoint" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_variant_that_crashes_is_reported_and_the_others_kept(mlp_ckpt, monkeypatch):
+    from sparsebench.formats import get_exporter
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(get_exporter("onnx"), "export_file", crash)
+    report = compare([mlp_ckpt], CompareConfig(formats=("dense", "csr", "onnx"), **FAST))
+    rows = _by_format(report)
+    assert "RuntimeError: exporter exploded" in rows[("mnist1d_mlp", "onnx")].unavailable
+    for fmt in ("dense", "csr"):
+        assert rows[("mnist1d_mlp", fmt)].unavailable is None
+        assert rows[("mnist1d_mlp", fmt)].latency_median_ms > 0

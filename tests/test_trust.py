@@ -59,8 +59,12 @@ def test_metadata_naming_an_importable_callable_is_refused(tmp_path, mlp):
     meta = CheckpointMeta(arch="subprocess:run", input_shape=list(SHAPE))
     meta.arch_kwargs = {"args": f"touch {marker}", "shell": True}
     save_checkpoint(path, mlp, meta)
-    for command in (["profile", str(path), *FAST], ["export", str(path), "-f", "dense", "-o",
-                                                      str(tmp_path / "o.pt")]):  # fmt: skip
+    commands = [
+        ["profile", str(path), *FAST],
+        ["export", str(path), "-f", "dense", "-o", str(tmp_path / "o.pt")],
+        ["prune", str(path), "--amount", "0.5", "-o", str(tmp_path / "p.pt")],
+    ]
+    for command in commands:
         result = runner.invoke(app, command)
         assert result.exit_code == 2
         assert "names the architecture 'subprocess:run'" in result.output
@@ -269,30 +273,34 @@ def test_pickled_objects_get_the_trust_advice_naming_the_global(tmp_path):
     assert "--trust-checkpoint" in result.output
 
 
-def test_onnx_claiming_sparsebench_without_reference_is_refused(sb_ckpt, tmp_path):
+def _edit_onnx(sb_ckpt, tmp_path, edit):
+    """Export `sb_ckpt` to ONNX, let `edit` change its proto, save it back."""
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     out = tmp_path / "m.onnx"
     export(sb_ckpt, out, ExportConfig(format="onnx"))
     proto = onnx.load(str(out))
+    edit(proto)
+    onnx.save(proto, str(out))
+    return out
+
+
+def _drop_reference(proto):
     for prop in proto.metadata_props:
         if prop.key == "sparsebench":
             meta = json.loads(prop.value)
             meta.pop("reference_outputs")
             prop.value = json.dumps(meta)
-    onnx.save(proto, str(out))
+
+
+def test_onnx_claiming_sparsebench_without_reference_is_refused(sb_ckpt, tmp_path):
+    out = _edit_onnx(sb_ckpt, tmp_path, _drop_reference)
     with pytest.raises(SparsebenchError, match="no reference outputs"):
         load(out)
 
 
 def test_foreign_onnx_without_metadata_loads_unverified(sb_ckpt, tmp_path):
-    onnx = pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
-    out = tmp_path / "m.onnx"
-    export(sb_ckpt, out, ExportConfig(format="onnx"))
-    proto = onnx.load(str(out))
-    del proto.metadata_props[:]
-    onnx.save(proto, str(out))
+    out = _edit_onnx(sb_ckpt, tmp_path, lambda proto: proto.metadata_props.clear())
     loaded = load(out, LoadOptions())
     assert loaded.kind == "onnx" and loaded.verification is None
 

@@ -48,7 +48,7 @@ from ..results import MB
 from ..runtimes.base import RuntimeModule
 from ..runtimes.onnx_graph import initializer_stats, layer_name, weight_names
 from ..runtimes.onnxruntime import OnnxRuntimeModule
-from ..verify import CHECK_SEED, check_inputs, compare_outputs, require_passed
+from ..verify import CHECK_SEED, check_inputs, compare_outputs, reference_to_json, require_passed
 from .base import (
     Conversion,
     ExportConfig,
@@ -203,11 +203,7 @@ def _metadata(loaded, config, verification, reference: torch.Tensor, layers, sto
         "verification": verification.to_dict(),
         "stored_bytes": stored,
         "layers": [asdict(layer) for layer in layers],
-        "reference_outputs": {
-            "seed": CHECK_SEED,
-            "shape": list(reference.shape),
-            "values": reference.reshape(-1).tolist(),
-        },
+        "reference_outputs": {"seed": CHECK_SEED, **reference_to_json(reference)},
     }
 
 

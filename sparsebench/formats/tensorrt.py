@@ -31,7 +31,7 @@ from ..errors import SparsebenchError, first_line
 from ..io import atomic_write, atomic_write_text, check_writable
 from ..metadata import SIDECAR_KIND, SIDECAR_VERSION, sidecar_path
 from ..runtimes.tensorrt import TensorRTModule, require_tensorrt
-from ..verify import check_inputs, compare_outputs, require_passed
+from ..verify import check_inputs, compare_outputs, reference_to_json, require_passed
 from ._tensorrt_build import BuiltEngine, build_engine, inspect_engine
 from ._tensorrt_layers import parse_engine_layers, summarize_layers
 from ._tensorrt_plan import PRECISIONS, BuildPlan, check_options, plan_build, scan_onnx_weights
@@ -158,8 +158,7 @@ def _sidecar(source: Path, output: Path, loaded, built: BuiltEngine, plan: Build
 def _reference_outputs(loaded) -> dict:
     """The source model's outputs on the check batch, which `load` re-checks the engine on."""
     with torch.inference_mode():
-        reference = loaded.model(check_inputs(loaded.input_shape)).float()
-    return {"shape": list(reference.shape), "values": reference.reshape(-1).tolist()}
+        return reference_to_json(loaded.model(check_inputs(loaded.input_shape)))
 
 
 def _notes(plan, built, summary, stats, build, layer_notes, sidecar) -> list[str]:

@@ -27,6 +27,7 @@ from ..load import LoadedModel, LoadOptions, check_input, resolve_input_shape
 from ..measure.macs import MacsResult
 from ..measure.sparsity import SparsitySummary
 from ..metadata import check_shape, read_onnx_metadata
+from ..verify import reference_from_json
 from .base import Runtime, RuntimeModule, register_runtime
 from .onnx_graph import GraphSummary, count_onnx_macs
 
@@ -180,17 +181,6 @@ def _checkpoint_meta(metadata: dict | None) -> CheckpointMeta | None:
     )
 
 
-def _reference(metadata: dict | None, path: Path) -> torch.Tensor | None:
-    """The PyTorch outputs stored at export on the check batch, or None if the file has none."""
-    stored = (metadata or {}).get("reference_outputs")
-    if not stored:
-        return None
-    try:
-        return torch.tensor(stored["values"], dtype=torch.float32).reshape(stored["shape"])
-    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
-        raise SparsebenchError(f"{path}: corrupt sparsebench metadata ({first_line(exc)})") from exc
-
-
 def load_onnx(path: str | Path, options: LoadOptions) -> LoadedModel:
     """Open an `.onnx` file in ONNX Runtime and check it runs (`artifact.load` verifies it)."""
     onnx = require("onnx", "onnx", "Loading ONNX models")
@@ -219,7 +209,7 @@ def load_onnx(path: str | Path, options: LoadOptions) -> LoadedModel:
         source=str(path),
         meta=_checkpoint_meta(metadata),
         options=options,
-        reference=_reference(metadata, path),
+        reference=reference_from_json((metadata or {}).get("reference_outputs"), str(path)),
     )
 
 

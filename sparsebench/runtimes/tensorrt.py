@@ -26,6 +26,7 @@ from ..load import LoadedModel, LoadOptions, resolve_input_shape
 from ..measure.macs import MacsResult
 from ..measure.sparsity import LayerSparsity, SparsitySummary
 from ..metadata import read_sidecar
+from ..verify import reference_from_json
 from .base import Runtime, RuntimeModule, register_runtime
 
 NO_GPU = "TensorRT needs an NVIDIA GPU; this machine has none"
@@ -244,18 +245,8 @@ def load_engine(path: str | Path, options: LoadOptions) -> LoadedModel:
         source=str(path),
         meta=meta,
         options=options,
-        reference=_reference(info, path),
+        reference=reference_from_json(info.get("reference_outputs"), str(path)),
     )
-
-
-def _reference(info: dict, path: Path) -> torch.Tensor | None:
-    stored = info.get("reference_outputs")
-    if not stored:
-        return None
-    try:
-        return torch.tensor(stored["values"], dtype=torch.float32).reshape(stored["shape"])
-    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
-        raise SparsebenchError(f"{path}: corrupt sidecar reference outputs ({exc})") from exc
 
 
 @register_runtime
