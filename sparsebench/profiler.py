@@ -20,7 +20,7 @@ from .errors import SparsebenchError, first_line
 from .load import LoadedModel, LoadOptions
 from .measure.accuracy import measure_accuracy
 from .measure.energy import measure_energy
-from .measure.interleaved import time_interleaved
+from .measure.interleaved import TimingConfig, time_interleaved
 from .measure.latency import LatencyConfig, measure_latency, spread_warning
 from .measure.memory import measure_memory
 from .measure.size import file_size_mb, state_dict_size_mb
@@ -264,14 +264,12 @@ def _time_rows(opened: list[LoadedModel], config: ProfileConfig) -> list[Latency
     for index, loaded in enumerate(opened):
         inputs = synthetic_inputs(loaded.input_shape).to(config.device)
         calls[str(index)] = lambda m=loaded.model, x=inputs: m(x)
-    timing = config.latency
-    rounds = INTERLEAVED_ROUNDS
+    latency, rounds = config.latency, INTERLEAVED_ROUNDS
+    timing = TimingConfig(rounds, block_seconds=latency.min_seconds / rounds,
+                          block_iters=math.ceil(latency.min_iters / rounds),
+                          warmup=latency.warmup)  # fmt: skip
     with torch.inference_mode():
-        comparison = time_interleaved(
-            calls, rounds=rounds, block_seconds=timing.min_seconds / rounds,
-            block_iters=math.ceil(timing.min_iters / rounds), warmup=timing.warmup,
-            device=config.device,
-        )  # fmt: skip
+        comparison = time_interleaved(calls, timing, config.device)
     return [LatencyStats.from_samples(comparison.samples(str(i))) for i in range(len(opened))]
 
 

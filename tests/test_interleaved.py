@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sparsebench.measure.interleaved import Comparison, time_interleaved
+from sparsebench.measure.interleaved import Comparison, TimingConfig, time_interleaved
 
 
 def test_speedup_is_the_ratio_of_round_medians():
@@ -23,7 +23,9 @@ def test_speedup_is_the_ratio_of_round_medians():
 def test_every_variant_is_timed_in_every_round_in_rotating_order():
     order = []
     variants = {name: (lambda n=name: order.append(n)) for name in "abc"}
-    comparison = time_interleaved(variants, rounds=3, block_seconds=0, block_iters=1, warmup=0)
+    comparison = time_interleaved(
+        variants, TimingConfig(3, block_seconds=0, block_iters=1, warmup=0)
+    )
     assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert all(len(blocks) == 3 for blocks in comparison.rounds.values())
 
@@ -31,7 +33,7 @@ def test_every_variant_is_timed_in_every_round_in_rotating_order():
 def test_a_slower_variant_shows_a_speedup_below_one():
     comparison = time_interleaved(
         {"fast": lambda: time.sleep(0.001), "slow": lambda: time.sleep(0.004)},
-        rounds=3, block_seconds=0, block_iters=3, warmup=0,
-    )  # fmt: skip
+        TimingConfig(rounds=3, block_seconds=0, block_iters=3, warmup=0),
+    )
     stats = comparison.speedup("slow", "fast")
     assert stats.high < 0.8  # sleep(4 ms) is never faster than sleep(1 ms)

@@ -19,7 +19,7 @@ from ..data.synthetic import synthetic_inputs
 from ..device import check_threads
 from ..errors import SparsebenchError
 from ..formats import ExportConfig, get_exporter
-from ..measure.interleaved import time_interleaved
+from ..measure.interleaved import TimingConfig, time_interleaved
 from ..measure.threads import fixed_threads
 from ..prune import magnitude_prune_
 from ..verify import compare_outputs
@@ -59,6 +59,11 @@ class SweepConfig:
         check_device(self.device)
         object.__setattr__(self, "threads", check_threads(self.threads))
 
+    @property
+    def timing(self) -> TimingConfig:
+        """The interleaved timing of every comparison of the sweep."""
+        return TimingConfig(rounds=self.rounds, block_seconds=self.block_seconds)
+
 
 @dataclass
 class SweepRow:
@@ -97,9 +102,7 @@ def _compare(workload, batch, sparsity, dense, inputs, candidates, sweep: SweepC
         verified[name] = check.max_rel_err
         variants[name] = lambda m=model: m(inputs)
     with torch.inference_mode():
-        timing = time_interleaved(
-            variants, rounds=sweep.rounds, block_seconds=sweep.block_seconds, device=sweep.device
-        )
+        timing = time_interleaved(variants, sweep.timing, sweep.device)
     for name, error in verified.items():
         stats = timing.speedup(name, "dense")
         rows.append(

@@ -16,7 +16,7 @@ from ..errors import SparsebenchError
 from ..formats._semi24_backend import HardwareUnavailable, check_hardware, eligibility, from_dense
 from ..formats._semi24_pattern import enforce_24_
 from ..formats.semi24 import resolve_dtype
-from ..measure.interleaved import time_interleaved
+from ..measure.interleaved import TimingConfig, time_interleaved
 
 
 def _layers(shape, dtype, device, backend):
@@ -57,9 +57,8 @@ def benchmark_linear_24(
         max_abs_diff = float((dense(x).float() - sparse(x).float()).abs().max())
         timing = time_interleaved(
             {"dense": lambda: dense(x), "semi24": lambda: sparse(x)},
-            rounds=rounds,
-            block_seconds=block_seconds,
-            device=device,
+            TimingConfig(rounds=rounds, block_seconds=block_seconds),
+            device,
         )
     speedup = timing.speedup("semi24", "dense")
     return {

@@ -86,9 +86,7 @@ def _measure_built(profile, device, built, dataset) -> dict[str, Any]:
                 inputs = synthetic_inputs((batch, *loaded.input_shape[1:])).to(device)
                 variants[f"{name}@{batch}"] = functools.partial(loaded.model, inputs)
         timing = profile.timing
-        comparison = time_interleaved(
-            variants, timing.rounds, timing.block_seconds, timing.block_iters, timing.warmup, device
-        )
+        comparison = time_interleaved(variants, timing, device)
     reference = comparison.rounds[REFERENCE]
     for name, figures in models.items():
         figures["latency"] = {}

@@ -16,7 +16,8 @@ from typing import Any
 
 from ..device import check_device, check_threads
 from ..errors import SparsebenchError
-from ..options import check_count, check_number, check_seconds
+from ..measure.interleaved import TimingConfig
+from ..options import check_count, check_number
 
 
 def _resolve_source(entry: ModelEntry) -> None:
@@ -81,9 +82,11 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
-class Timing:
-    """Interleaved timing: rotating rounds of short blocks per variant."""
+class Timing(TimingConfig):
+    """The `[timing]` table of a profile: the shared `TimingConfig` with the check's defaults
+    and at least 5 rounds, which the significance test needs."""
 
+    names = "timing."
     rounds: int = 15
     block_seconds: float = 0.02
     block_iters: int = 3
@@ -92,9 +95,7 @@ class Timing:
     def __post_init__(self):
         check_count("timing.rounds", self.rounds, 5,
                     rule="timing.rounds must be >= 5 for the significance test")  # fmt: skip
-        check_seconds("timing.block_seconds", self.block_seconds, allow_zero=True)
-        check_count("timing.block_iters", self.block_iters, 1)
-        check_count("timing.warmup", self.warmup, 0)
+        super().__post_init__()
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..device import check_device, check_threads
 from ..errors import SparsebenchError
+from ..measure.interleaved import TimingConfig
 from ..options import check_count, check_number, check_seconds
 
 FORMATS = ("dense", "csr", "channels", "semi24", "onnx")
@@ -66,6 +67,11 @@ class CompareConfig:
         check_seconds("--block-seconds", self.block_seconds, allow_zero=True)
         check_count("block_iters", self.block_iters, 1)
         check_count("warmup", self.warmup, 0)
+
+    @property
+    def timing(self) -> TimingConfig:
+        """The interleaved timing these options describe."""
+        return TimingConfig(self.rounds, self.block_seconds, self.block_iters, self.warmup)
 
     def variants(self) -> list[tuple[str, str]]:
         """(format, runtime) pairs to build, dense/torch first, in the order asked."""

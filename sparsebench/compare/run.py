@@ -88,9 +88,7 @@ def _time(variants: list[Variant], rows: list[CompareRow], config: CompareConfig
             inputs = synthetic_inputs(variant.input_shape).to(config.device)
             calls[variant.key] = lambda m=variant.model, x=inputs: m(x)
     with torch.inference_mode():
-        return time_interleaved(calls, rounds=config.rounds, block_seconds=config.block_seconds,
-                                block_iters=config.block_iters, warmup=config.warmup,
-                                device=config.device)  # fmt: skip
+        return time_interleaved(calls, config.timing, config.device)
 
 
 def _ratios(variants: list[Variant], rows: list[CompareRow], timing: Comparison) -> None:

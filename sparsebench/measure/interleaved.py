@@ -11,6 +11,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..options import check_count, check_seconds
 from ..results import percentile
 from .latency import LatencyConfig, measure_latency
 
@@ -51,22 +52,42 @@ class Comparison:
         )
 
 
+@dataclass(frozen=True)
+class TimingConfig:
+    """How every command times side by side: `warmup` calls per variant, then `rounds`
+    rotating rounds of at least `block_iters` calls and `block_seconds` per variant.
+
+    The one timing configuration of `profile` (several files), `compare`, `check` and
+    `bench-formats`; each command chooses its defaults and exposes them as its own flags.
+    """
+
+    names = ""  # what the fields are called in error messages ("timing." in a check profile)
+    rounds: int = 5
+    block_seconds: float = 0.2
+    block_iters: int = 3
+    warmup: int = 2
+
+    def __post_init__(self):
+        check_count(f"{self.names}rounds", self.rounds, 1)
+        check_seconds(f"{self.names}block_seconds", self.block_seconds, allow_zero=True)
+        check_count(f"{self.names}block_iters", self.block_iters, 1)
+        check_count(f"{self.names}warmup", self.warmup, 0)
+
+
 def time_interleaved(
     variants: dict[str, Callable[[], object]],
-    rounds: int = 5,
-    block_seconds: float = 0.2,
-    block_iters: int = 3,
-    warmup: int = 2,
+    timing: TimingConfig | None = None,
     device: str = "cpu",
 ) -> Comparison:
-    """Time every variant in `rounds` rotating rounds of at least `block_iters` calls each."""
+    """Time every variant in `timing.rounds` rotating rounds (see `TimingConfig`)."""
+    timing = timing or TimingConfig()
     names = list(variants)
     for name in names:
-        for _ in range(warmup):
+        for _ in range(timing.warmup):
             variants[name]()
-    block = LatencyConfig(warmup=0, min_iters=block_iters, min_seconds=block_seconds)
+    block = LatencyConfig(warmup=0, min_iters=timing.block_iters, min_seconds=timing.block_seconds)
     comparison = Comparison({name: [] for name in names})
-    for index in range(rounds):
+    for index in range(timing.rounds):
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
             stats = measure_latency(variants[name], device, block)
