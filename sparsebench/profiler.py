@@ -248,7 +248,7 @@ def _open(path, options: LoadOptions, runtime: str, folder: Path) -> LoadedModel
     loaded.close()
     folder.mkdir(parents=True)
     target = folder / f"{Path(path).stem}.{wanted.accepts[0]}"
-    export(path, target, ExportConfig(format=wanted.accepts[0]), replace(options, device="cpu"))
+    export(path, target, ExportConfig.of(format=wanted.accepts[0]), replace(options, device="cpu"))
     converted = load(target, options)
     converted.name = Path(path).stem
     converted.converted_from = str(path)  # reported as the source, not the temporary file

@@ -23,7 +23,7 @@ runner = CliRunner()
 
 def test_dense_export_round_trips_and_verifies(sb_ckpt, mlp, tmp_path):
     out = tmp_path / "dense.pt"
-    result = export(sb_ckpt, out, ExportConfig(format="dense"))
+    result = export(sb_ckpt, out, ExportConfig.of(format="dense"))
     assert result.verification.passed and result.verification.max_rel_err == 0.0
     loaded = load(out)
     assert loaded.kind == "artifact:dense" and loaded.meta.format == "dense"
@@ -35,7 +35,7 @@ def test_dense_export_round_trips_and_verifies(sb_ckpt, mlp, tmp_path):
 
 def test_tampered_artifact_fails_verification_on_load(sb_ckpt, tmp_path):
     out = tmp_path / "dense.pt"
-    export(sb_ckpt, out, ExportConfig(format="dense"))
+    export(sb_ckpt, out, ExportConfig.of(format="dense"))
     payload = torch.load(out, weights_only=True)
     payload["state_dict"]["fc2.weight"] += 0.5  # someone edited the weights afterwards
     torch.save(payload, out)
@@ -58,7 +58,7 @@ def test_export_beyond_tolerance_writes_nothing(sb_ckpt, tmp_path, monkeypatch):
     monkeypatch.setitem(FORMATS._entries, "broken-for-test", _BrokenExporter())
     out = tmp_path / "broken.pt"
     with pytest.raises(SparsebenchError, match="verification of the broken-for-test export failed"):
-        export(sb_ckpt, out, ExportConfig(format="broken-for-test"))
+        export(sb_ckpt, out, ExportConfig.of(format="broken-for-test"))
     assert list(tmp_path.iterdir()) == [sb_ckpt]
 
 
@@ -84,7 +84,7 @@ def test_export_needs_a_known_architecture(mlp, tmp_path):
     torch.jit.save(torch.jit.script(mlp), str(path))
     trusted = LoadOptions(input_shape=SHAPE, trust_checkpoint=True)
     with pytest.raises(SparsebenchError, match="needs the architecture"):
-        export(path, tmp_path / "out.pt", ExportConfig(format="dense"), trusted)
+        export(path, tmp_path / "out.pt", ExportConfig.of(format="dense"), trusted)
 
 
 def _options(shape):
@@ -95,7 +95,7 @@ def _options(shape):
 
 def test_unknown_format(sb_ckpt, tmp_path):
     with pytest.raises(SparsebenchError, match="unknown format"):
-        export(sb_ckpt, tmp_path / "o.pt", ExportConfig(format="coo"))
+        export(sb_ckpt, tmp_path / "o.pt", ExportConfig.of(format="coo"))
 
 
 def test_cli_export_then_profile_shows_verification(sb_ckpt, tmp_path):
@@ -122,7 +122,7 @@ def test_cli_export_refuses_existing_output(sb_ckpt, tmp_path):
 def test_torch_formats_refuse_an_onnx_source(sb_ckpt, tmp_path):
     pytest.importorskip("onnxruntime")
     onnx_path = tmp_path / "m.onnx"
-    export(sb_ckpt, onnx_path, ExportConfig(format="onnx"))
+    export(sb_ckpt, onnx_path, ExportConfig.of(format="onnx"))
     with pytest.raises(SparsebenchError, match="runs in onnxruntime"):
-        export(onnx_path, tmp_path / "csr.pt", ExportConfig(format="csr"))
+        export(onnx_path, tmp_path / "csr.pt", ExportConfig.of(format="csr"))
     assert not (tmp_path / "csr.pt").exists()

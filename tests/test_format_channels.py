@@ -26,7 +26,7 @@ IMAGE = (3, 32, 32)
 
 
 def _convert(model: nn.Module, example: torch.Tensor, **options):
-    return get_exporter("channels").convert(model, example, ExportConfig("channels", **options))
+    return get_exporter("channels").convert(model, example, ExportConfig.of("channels", **options))
 
 
 def _rel_err(reference: nn.Module, model: nn.Module, x: torch.Tensor) -> float:
@@ -287,7 +287,7 @@ def test_export_and_load_channels_artifact(tmp_path):
     src, out = tmp_path / "vgg.pt", tmp_path / "vgg-channels.pt"
     save_checkpoint(src, model, CheckpointMeta(arch="vgg16_bn", input_shape=[1, *IMAGE]))
 
-    result = export(src, out, ExportConfig(format="channels", ratio=0.5, verify_samples=8))
+    result = export(src, out, ExportConfig.of(format="channels", ratio=0.5, verify_samples=8))
 
     assert result.verification.passed and result.verification.max_rel_err <= 1e-4
     loaded = sparsebench.load(out)

@@ -44,7 +44,7 @@ def _run(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _convert(model: nn.Module, example: torch.Tensor):
-    return get_exporter("csr").convert(model, example, ExportConfig(format="csr"))
+    return get_exporter("csr").convert(model, example, ExportConfig.of(format="csr"))
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -198,7 +198,7 @@ def test_export_then_load_runs_and_matches(tmp_path):
     model, x = _pruned("mnist1d_cnn")
     source, artifact = tmp_path / "cnn.pt", tmp_path / "cnn_csr.pt"
     save_checkpoint(source, model, CheckpointMeta(arch="mnist1d_cnn", input_shape=[1, 1, 40]))
-    result = export(source, artifact, ExportConfig(format="csr"))
+    result = export(source, artifact, ExportConfig.of(format="csr"))
     assert result.verification.passed
     assert {layer["action"] for layer in result.layers} == {"converted"}
     loaded = sparsebench.load(artifact)
@@ -231,10 +231,8 @@ def test_evidence_is_absent_when_sparse_addmm_gets_a_dense_weight():
 
 
 def test_half_precision_is_refused():
-    model, x = _pruned("mnist1d_cnn")
-    config = ExportConfig(format="csr", dtype="float16")
-    with pytest.raises(SparsebenchError, match="dtype"):
-        get_exporter("csr").convert(model, x[:1], config)
+    with pytest.raises(SparsebenchError, match="the csr format takes no --dtype"):
+        ExportConfig.of(format="csr", dtype="float16")  # csr keeps the model's dtype
 
 
 @pytest.mark.cuda
@@ -243,6 +241,6 @@ def test_csr_model_runs_on_cuda():
     model, x = _pruned("resnet20")
     reference = _run(copy.deepcopy(model), x)
     conversion = get_exporter("csr").convert(
-        model, x[:1], ExportConfig(format="csr", device="cuda")
+        model, x[:1], ExportConfig.of(format="csr", device="cuda")
     )
     _assert_close(reference, _run(conversion.model, x.cuda()).cpu(), rtol=1e-4)

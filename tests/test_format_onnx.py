@@ -50,8 +50,8 @@ def vgg(tmp_path_factory):
     """vgg16_bn, 80% layer-pruned: its checkpoint, dense ONNX and sparse-initializer ONNX."""
     folder = tmp_path_factory.mktemp("vgg")
     ckpt = checkpoint(folder, "vgg16_bn", (1, 3, 32, 32), amount=0.8)
-    dense = export(ckpt, folder / "dense.onnx", ExportConfig("onnx"))
-    config = ExportConfig("onnx", sparse_initializers=True)
+    dense = export(ckpt, folder / "dense.onnx", ExportConfig.of("onnx"))
+    config = ExportConfig.of("onnx", sparse_initializers=True)
     sparse = export(ckpt, folder / "sparse.onnx", config)
     return ckpt, dense, sparse
 
@@ -96,8 +96,8 @@ def test_metadata_makes_the_file_self_describing(vgg):
 def test_channels_artifact_exports_to_onnx(tmp_path):
     ckpt = checkpoint(tmp_path, "resnet20", (1, 3, 32, 32))
     channels = tmp_path / "channels.pt"
-    export(ckpt, channels, ExportConfig("channels", ratio=0.5))
-    result = export(channels, tmp_path / "channels.onnx", ExportConfig("onnx"))
+    export(ckpt, channels, ExportConfig.of("channels", ratio=0.5))
+    result = export(channels, tmp_path / "channels.onnx", ExportConfig.of("onnx"))
     restored = load(channels).model
     assert_matches_torch_at_batches(result.path, restored, (1, 3, 32, 32))
     runtime = load(result.path).model
@@ -108,7 +108,7 @@ def test_channels_artifact_exports_to_onnx(tmp_path):
 
 def test_tiny_transformer_exports_and_matches_torch(tmp_path):
     ckpt = checkpoint(tmp_path, "tiny_transformer", (1, 40), amount=0.5)
-    result = export(ckpt, tmp_path / "tt.onnx", ExportConfig("onnx"))
+    result = export(ckpt, tmp_path / "tt.onnx", ExportConfig.of("onnx"))
     assert result.verification.max_rel_err < 1e-4
     assert_matches_torch_at_batches(result.path, load(ckpt).model, (1, 40))
 
@@ -165,7 +165,7 @@ def test_sparse_initializers_shrink_the_file_and_load_to_the_same_outputs(vgg):
 
 def test_sparse_initializers_skip_tensors_where_coo_is_not_smaller(tmp_path):
     ckpt = checkpoint(tmp_path, ARCH, (1, 40), amount=0.5)  # 50% zeros: COO would be larger
-    result = export(ckpt, tmp_path / "m.onnx", ExportConfig("onnx", sparse_initializers=True))
+    result = export(ckpt, tmp_path / "m.onnx", ExportConfig.of("onnx", sparse_initializers=True))
     actions = {layer["action"] for layer in result.layers}
     assert actions == {"skipped"}
     assert len(onnx.load(str(result.path)).graph.sparse_initializer) == 0
@@ -183,17 +183,17 @@ def test_failed_verification_writes_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(onnx_format, "torch_to_onnx", broken)
     with pytest.raises(SparsebenchError, match="verification of the onnx export failed"):
-        export(ckpt, tmp_path / "m.onnx", ExportConfig("onnx"))
+        export(ckpt, tmp_path / "m.onnx", ExportConfig.of("onnx"))
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{ARCH}.pt"]
 
 
 def test_onnx_export_refuses_options_it_cannot_honour(tmp_path):
     ckpt = checkpoint(tmp_path, ARCH, (1, 40))
-    with pytest.raises(SparsebenchError, match="onnx export takes no --ratio"):
-        export(ckpt, tmp_path / "m.onnx", ExportConfig("onnx", ratio=0.5))
-    dense_onnx = export(ckpt, tmp_path / "m.onnx", ExportConfig("onnx")).path
+    with pytest.raises(SparsebenchError, match="the onnx format takes no --ratio"):
+        export(ckpt, tmp_path / "m.onnx", ExportConfig.of("onnx", ratio=0.5))
+    dense_onnx = export(ckpt, tmp_path / "m.onnx", ExportConfig.of("onnx")).path
     with pytest.raises(SparsebenchError, match="already a onnxruntime model"):
-        export(dense_onnx, tmp_path / "again.onnx", ExportConfig("onnx"))
+        export(dense_onnx, tmp_path / "again.onnx", ExportConfig.of("onnx"))
 
 
 def test_metadata_is_json_under_the_sparsebench_key(vgg):
@@ -214,9 +214,9 @@ def test_runtime_module_accepts_an_in_memory_model():
 def test_csr_artifact_is_refused_with_a_pointer_to_its_source(tmp_path):
     ckpt = checkpoint(tmp_path, ARCH, (1, 40), amount=0.9)
     csr = tmp_path / "csr.pt"
-    export(ckpt, csr, ExportConfig("csr"))
+    export(ckpt, csr, ExportConfig.of("csr"))
     with pytest.raises(SparsebenchError, match="sparse-layout weights"):
-        export(csr, tmp_path / "csr.onnx", ExportConfig("onnx"))
+        export(csr, tmp_path / "csr.onnx", ExportConfig.of("onnx"))
 
 
 def test_cli_sparse_initializers_flag(tmp_path):

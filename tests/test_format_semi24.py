@@ -44,7 +44,7 @@ def _model(arch: str = "tiny_transformer") -> nn.Module:
 
 
 def _config(**kwargs) -> ExportConfig:
-    return ExportConfig(format="semi24", **kwargs)
+    return ExportConfig.of(format="semi24", **kwargs)
 
 
 # --- the pattern -------------------------------------------------------------------------

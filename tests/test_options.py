@@ -199,7 +199,7 @@ def test_cli_devices_are_checked_alike(command, device, message, sb_ckpt, tmp_pa
 @pytest.mark.parametrize(
     "build",
     [
-        lambda: ExportConfig(format="dense", device="tpu"),
+        lambda: ExportConfig.of(format="dense", device="tpu"),
         lambda: CompareConfig(device="tpu"),
         lambda: SweepConfig(device="tpu"),
         lambda: ProfileConfig(device="tpu"),
@@ -294,4 +294,4 @@ def test_number_helpers():
     refused("x must be a finite number (got inf)", lambda: check_number("x", INF))
     refused("x must be > 0 and finite (got nan)", lambda: check_number("x", NAN, above=0))
     refused("sparsity", lambda: SweepConfig(sparsities=(1.0,)))
-    refused("verify_samples", lambda: ExportConfig(format="dense", verify_samples=0))
+    refused("verify_samples", lambda: ExportConfig.of(format="dense", verify_samples=0))

@@ -126,10 +126,10 @@ def test_importing_the_tensorrt_modules_imports_no_tensorrt_and_touches_no_gpu()
 
 
 def test_fp16_is_the_default_with_a_dynamic_batch_profile():
-    plan = plan_build(ExportConfig(format="tensorrt"), {}, batch=8)
+    plan = plan_build(ExportConfig.of(format="tensorrt"), {}, batch=8)
     assert plan.dtype == "float16" and plan.flags == ("FP16",) and plan.tolerance == 1e-2
     assert plan.batch == (1, 8, MAX_BATCH) and not plan.int8 and not plan.sparse_weights
-    assert plan_build(ExportConfig(format="tensorrt"), {}, batch=100).batch == (1, 100, 100)
+    assert plan_build(ExportConfig.of(format="tensorrt"), {}, batch=100).batch == (1, 100, 100)
 
 
 @pytest.mark.parametrize(
@@ -137,43 +137,43 @@ def test_fp16_is_the_default_with_a_dynamic_batch_profile():
     [("float32", (), ("TF32",)), ("bfloat16", ("BF16",), ()), ("float16", ("FP16",), ())],
 )
 def test_precision_flags_follow_dtype(dtype, flags, cleared):
-    plan = plan_build(ExportConfig(format="tensorrt", dtype=dtype), {}, batch=1)
+    plan = plan_build(ExportConfig.of(format="tensorrt", dtype=dtype), {}, batch=1)
     assert plan.flags == flags and plan.cleared == cleared
 
 
 def test_int8_needs_calibration_data():
     with pytest.raises(SparsebenchError, match="INT8 needs calibration data: pass --data"):
-        plan_build(ExportConfig(format="tensorrt", dtype="int8"), {}, batch=4)
-    plan = plan_build(ExportConfig(format="tensorrt", dtype="int8", data="mnist1d"), {}, 4)
+        plan_build(ExportConfig.of(format="tensorrt", dtype="int8"), {}, batch=4)
+    plan = plan_build(ExportConfig.of(format="tensorrt", dtype="int8", data="mnist1d"), {}, 4)
     assert plan.int8 and plan.flags == ("INT8", "FP16") and plan.calibration == "mnist1d"
     assert plan.opt == 4
 
 
 def test_unknown_dtype_lists_the_supported_ones():
     with pytest.raises(SparsebenchError, match="float32, float16, bfloat16, int8"):
-        plan_build(ExportConfig(format="tensorrt", dtype="float8"), {}, batch=1)
+        plan_build(ExportConfig.of(format="tensorrt", dtype="float8"), {}, batch=1)
 
 
 def test_sparse_weights_flag_is_set_when_a_weight_is_24_sparse():
-    plan = plan_build(ExportConfig(format="tensorrt"), {"fc1.weight": True, "fc2": False}, 1)
+    plan = plan_build(ExportConfig.of(format="tensorrt"), {"fc1.weight": True, "fc2": False}, 1)
     assert plan.sparse_weights and plan.flags == ("FP16", "SPARSE_WEIGHTS")
     assert "on (auto): 1 of 2" in plan.sparse_reason and "fc1.weight" in plan.sparse_reason
-    dense = plan_build(ExportConfig(format="tensorrt"), {"fc1.weight": False, "c": None}, 1)
+    dense = plan_build(ExportConfig.of(format="tensorrt"), {"fc1.weight": False, "c": None}, 1)
     assert not dense.sparse_weights and "SPARSE_WEIGHTS" not in dense.flags
     assert "none of 2" in dense.sparse_reason
 
 
 def test_sparse_weights_flag_can_be_forced_either_way():
-    on = plan_build(ExportConfig(format="tensorrt", sparse_weights=True), {"a": False}, 1)
+    on = plan_build(ExportConfig.of(format="tensorrt", sparse_weights=True), {"a": False}, 1)
     assert on.sparse_weights and "--sparse-weights" in on.sparse_reason
-    off = plan_build(ExportConfig(format="tensorrt", sparse_weights=False), {"a": True}, 1)
+    off = plan_build(ExportConfig.of(format="tensorrt", sparse_weights=False), {"a": True}, 1)
     assert not off.sparse_weights and "SPARSE_WEIGHTS" not in off.flags
-    fp32 = plan_build(ExportConfig(format="tensorrt", dtype="float32"), {"a": True}, 1)
+    fp32 = plan_build(ExportConfig.of(format="tensorrt", dtype="float32"), {"a": True}, 1)
     assert fp32.sparse_weights and any("FP16 and INT8" in note for note in fp32.notes)
 
 
 def test_a_fixed_onnx_batch_must_match():
-    plan = plan_build(ExportConfig(format="tensorrt"), {}, batch=8)
+    plan = plan_build(ExportConfig.of(format="tensorrt"), {}, batch=8)
     assert batch_profile(plan, None) == (1, 8, MAX_BATCH)
     assert batch_profile(plan, 8) == (8, 8, 8)
     with pytest.raises(SparsebenchError, match="fixed batch of 1"):
@@ -471,7 +471,7 @@ def test_engine_is_reverified_on_load_against_its_sidecar(
 
     engine_module, _ = fake_tensorrt
     out = tmp_path / "mlp.engine"
-    export(sb_ckpt, out, ExportConfig(format="tensorrt"))
+    export(sb_ckpt, out, ExportConfig.of(format="tensorrt"))
     loaded_module = _fake_engine_runtime(monkeypatch, engine_module)
     loaded = load(out, trust_checkpoint=True)
     assert loaded.verification.passed and loaded.verification.tolerance == 1e-2
@@ -491,7 +491,7 @@ def test_export_verifies_then_writes_engine_and_sidecar(fake_tensorrt, sb_ckpt, 
 
     _, calls = fake_tensorrt
     out = tmp_path / "mlp.engine"
-    result = export(sb_ckpt, out, ExportConfig(format="tensorrt"))
+    result = export(sb_ckpt, out, ExportConfig.of(format="tensorrt"))
     assert out.read_bytes() == b"serialized engine" and result.stored_bytes == len(
         b"serialized engine"
     )
@@ -516,7 +516,7 @@ def test_failed_verification_writes_nothing(fake_tensorrt, sb_ckpt, tmp_path):
     fake_tensorrt[0].error = 0.5
     out = tmp_path / "mlp.engine"
     with pytest.raises(SparsebenchError, match="verification of the tensorrt engine failed"):
-        export(sb_ckpt, out, ExportConfig(format="tensorrt"))
+        export(sb_ckpt, out, ExportConfig.of(format="tensorrt"))
     assert sorted(p.name for p in tmp_path.iterdir()) == [sb_ckpt.name]
 
 
@@ -525,7 +525,7 @@ def test_int8_export_calibrates_on_the_train_split(fake_tensorrt, sb_ckpt, tmp_p
 
     data = tmp_path / "data.pt"
     torch.save({"x": torch.randn(10, 40), "y": torch.randint(0, 10, (10,))}, data)
-    config = ExportConfig(format="tensorrt", dtype="int8", data=str(data), verify_samples=8)
+    config = ExportConfig.of(format="tensorrt", dtype="int8", data=str(data), verify_samples=8)
     options = LoadOptions(batch_size=4)
     fake_tensorrt[0].error = 0.05  # within INT8's 1e-1 relative tolerance
     export(sb_ckpt, tmp_path / "q.engine", config, options)
@@ -542,8 +542,8 @@ def test_an_existing_sidecar_is_not_overwritten(fake_tensorrt, sb_ckpt, tmp_path
     out = tmp_path / "mlp.engine"
     sidecar_path(out).write_text("{}")
     with pytest.raises(SparsebenchError, match="already exists"):
-        export(sb_ckpt, out, ExportConfig(format="tensorrt"))
-    export(sb_ckpt, out, ExportConfig(format="tensorrt"), force=True)
+        export(sb_ckpt, out, ExportConfig.of(format="tensorrt"))
+    export(sb_ckpt, out, ExportConfig.of(format="tensorrt"), force=True)
     assert read_sidecar(out)["engine"] == "mlp.engine"
 
 
@@ -566,7 +566,7 @@ def test_fp16_engine_builds_verifies_loads_and_runs(sb_ckpt, tmp_path):
     from sparsebench.export import export
 
     out = tmp_path / "mlp.engine"
-    result = export(sb_ckpt, out, ExportConfig(format="tensorrt", device="cuda"))
+    result = export(sb_ckpt, out, ExportConfig.of(format="tensorrt", device="cuda"))
     assert result.verification.passed and out.exists()
     info = read_sidecar(out)
     assert info["precision"]["flags"][0] == "FP16" and info["input_shape"] == list(SHAPE)
@@ -585,7 +585,7 @@ def test_24_sparse_model_gets_the_sparse_weights_flag(sparse_ckpt, tmp_path):
     from sparsebench.export import export
 
     out = tmp_path / "sparse.engine"
-    export(sparse_ckpt, out, ExportConfig(format="tensorrt", device="cuda"))
+    export(sparse_ckpt, out, ExportConfig.of(format="tensorrt", device="cuda"))
     info = read_sidecar(out)
     assert info["precision"]["sparse_weights"] and "SPARSE_WEIGHTS" in info["precision"]["flags"]
     assert info["input_shape"] == [8, SHAPE[1]] and info["batch"]["opt"] == 8
@@ -601,7 +601,7 @@ def test_int8_engine_calibrates_on_data(sb_ckpt, tmp_path):
     data = tmp_path / "data.pt"
     torch.save({"x": torch.randn(256, 40), "y": torch.randint(0, 10, (256,))}, data)
     out = tmp_path / "int8.engine"
-    config = ExportConfig(format="tensorrt", dtype="int8", data=str(data), device="cuda")
+    config = ExportConfig.of(format="tensorrt", dtype="int8", data=str(data), device="cuda")
     export(sb_ckpt, out, config)
     info = read_sidecar(out)
     assert info["calibration"]["samples"] > 0 and "INT8" in info["precision"]["flags"]

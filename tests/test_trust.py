@@ -121,7 +121,7 @@ def test_torchscript_that_writes_a_file_is_not_run(tmp_path):
 
 def _csr_artifact(sb_ckpt, tmp_path):
     out = tmp_path / "csr.pt"
-    export(sb_ckpt, out, ExportConfig(format="csr"))
+    export(sb_ckpt, out, ExportConfig.of(format="csr"))
     return out
 
 
@@ -157,7 +157,7 @@ def test_crafted_csr_indices_give_one_line_not_a_signal(sb_ckpt, tmp_path, damag
 
 def test_tolerance_in_the_file_is_ignored(sb_ckpt, tmp_path):
     out = tmp_path / "dense.pt"
-    export(sb_ckpt, out, ExportConfig(format="dense"))
+    export(sb_ckpt, out, ExportConfig.of(format="dense"))
 
     def negate_and_relax(payload):
         payload["state_dict"]["fc3.weight"].neg_()
@@ -170,7 +170,7 @@ def test_tolerance_in_the_file_is_ignored(sb_ckpt, tmp_path):
 
 def test_artifact_without_reference_outputs_is_refused(sb_ckpt, tmp_path):
     out = tmp_path / "dense.pt"
-    export(sb_ckpt, out, ExportConfig(format="dense"))
+    export(sb_ckpt, out, ExportConfig.of(format="dense"))
     _resave(out, lambda payload: payload["tensors"].clear())
     with pytest.raises(SparsebenchError, match="no reference outputs.*refused"):
         load(out)
@@ -199,7 +199,7 @@ def test_reported_stored_size_and_verification_are_measured(sb_ckpt, tmp_path):
 
 def test_huge_arch_kwargs_in_an_artifact_are_refused(sb_ckpt, tmp_path):
     out = tmp_path / "dense.pt"
-    export(sb_ckpt, out, ExportConfig(format="dense"))
+    export(sb_ckpt, out, ExportConfig.of(format="dense"))
 
     def grow(payload):
         payload[FORMAT_KEY]["arch_kwargs"] = {"hidden": 10**9}
@@ -278,7 +278,7 @@ def _edit_onnx(sb_ckpt, tmp_path, edit):
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     out = tmp_path / "m.onnx"
-    export(sb_ckpt, out, ExportConfig(format="onnx"))
+    export(sb_ckpt, out, ExportConfig.of(format="onnx"))
     proto = onnx.load(str(out))
     edit(proto)
     onnx.save(proto, str(out))

@@ -116,7 +116,9 @@ def _candidates(model, example, sweep, formats, workload, batch, sparsity):
     candidates, skipped = {}, []
     for fmt in formats:
         try:
-            candidates[fmt] = _convert(fmt, model, example, ExportConfig(fmt, device=sweep.device))
+            candidates[fmt] = _convert(
+                fmt, model, example, ExportConfig.of(fmt, device=sweep.device)
+            )
         except SparsebenchError as exc:
             skipped.append(SweepRow(workload, batch, 100 * sparsity, fmt, unavailable=str(exc)))
     return candidates, skipped
@@ -151,7 +153,7 @@ def sweep_vgg_channels(sweep: SweepConfig) -> list[SweepRow]:
     torch.manual_seed(0)
     model = create_model("vgg16_bn").eval().to(sweep.device)
     inputs = synthetic_inputs((sweep.vgg_batch, 3, 32, 32)).to(sweep.device)
-    config = ExportConfig("channels", device=sweep.device, ratio=sweep.channel_ratio)
+    config = ExportConfig.of("channels", device=sweep.device, ratio=sweep.channel_ratio)
     pruned, reference = _convert("channels", model, inputs[:1], config)
     # the dense baseline is the soft-pruned model: same function, full width
     workload = f"VGG16-BN ({sweep.channel_ratio:.0%} channels removed)"

@@ -82,17 +82,16 @@ def export(
     from ..export import export as run_export
     from ..formats import ExportConfig
 
-    config = ExportConfig(
-        format=format,
-        device=device,
-        dtype=dtype,
-        enforce=enforce,
-        ratio=ratio,
-        criterion=criterion,
-        data=data,
-        sparse_weights=sparse_weights,
-        sparse_initializers=sparse_initializers,
-    )
+    given = {  # only the flags the user set: a format refuses one it does not take
+        "dtype": dtype,
+        "enforce": enforce or None,
+        "ratio": ratio,
+        "criterion": None if criterion == "l1" else criterion,
+        "sparse_weights": sparse_weights,
+        "sparse_initializers": sparse_initializers or None,
+    }
+    chosen = {name: value for name, value in given.items() if value is not None}
+    config = ExportConfig.of(format, device=device, data=data, **chosen)
     check_optional_count("--batch-size", batch_size)  # LoadOptions checks it only on load
     options = load_options(arch, arch_kwargs, input_shape, batch_size, trust_checkpoint, "cpu")
     try:

@@ -57,7 +57,9 @@ def verify_inputs(shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def _in_memory(loaded: LoadedModel, fmt: str, config: CompareConfig, base: Variant) -> Variant:
-    export_config = ExportConfig(fmt, device=config.device, ratio=config.ratio)
+    # --ratio is the channels format's option: every other format converts as it is
+    extra = {"ratio": config.ratio} if fmt == "channels" else {}
+    export_config = ExportConfig.of(fmt, device=config.device, **extra)
     example = verify_inputs(loaded.input_shape)[:1].to(config.device)
     conversion = get_exporter(fmt).convert(copy.deepcopy(loaded.model), example, export_config)
     converted = [x.name for x in conversion.layers if x.action == "converted"]
@@ -71,7 +73,7 @@ def _onnx(path: Path, loaded: LoadedModel, options: LoadOptions, folder: Path, b
     from ..export import export
 
     target = folder / f"{len(list(folder.iterdir()))}-{path.stem}.onnx"
-    export(path, target, ExportConfig(format="onnx"), replace(options, device="cpu"))
+    export(path, target, ExportConfig.of(format="onnx"), replace(options, device="cpu"))
     model = load(target, options).model
     return replace(base, model=model, reference=loaded.model,
                    stored_mb=target.stat().st_size / MB, size_source="ONNX file")  # fmt: skip

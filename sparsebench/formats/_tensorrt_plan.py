@@ -55,9 +55,12 @@ class BuildPlan:
 
 
 def _sparse_decision(config: ExportConfig, weights_24: dict[str, bool | None]) -> tuple[bool, str]:
-    if config.sparse_weights is not None:
-        flag = "--sparse-weights" if config.sparse_weights else "--no-sparse-weights"
-        return config.sparse_weights, f"{'on' if config.sparse_weights else 'off'} ({flag})"
+    if config.options.sparse_weights is not None:
+        flag = "--sparse-weights" if config.options.sparse_weights else "--no-sparse-weights"
+        return (
+            config.options.sparse_weights,
+            f"{'on' if config.options.sparse_weights else 'off'} ({flag})",
+        )
     hits = sorted(name for name, ok in weights_24.items() if ok)
     total = len(weights_24)
     if hits:
@@ -68,7 +71,7 @@ def _sparse_decision(config: ExportConfig, weights_24: dict[str, bool | None]) -
 
 def check_options(config: ExportConfig) -> str:
     """The precision `config` asks for (None = float16); errors for options that cannot work."""
-    dtype = config.dtype or DEFAULT_DTYPE
+    dtype = config.options.dtype or DEFAULT_DTYPE
     if dtype not in PRECISIONS:
         raise SparsebenchError(
             f"tensorrt supports --dtype {', '.join(PRECISIONS)} (default {DEFAULT_DTYPE}), "

@@ -12,7 +12,7 @@ Verification against the dense reference and writing the artifact are shared (`e
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from torch import nn
 
 from ..data import load_dataset
 from ..data.synthetic import synthetic_inputs
+from ..errors import SparsebenchError
 from ..load import LoadedModel
 from ..measure.accuracy import fit_samples
 from ..registry import Registry
@@ -28,29 +29,56 @@ from ..verify import Verification
 
 
 @dataclass(frozen=True)
+class NoOptions:
+    """The options of a format that has none of its own."""
+
+
+@dataclass(frozen=True)
 class ExportConfig:
-    """Options of `sparsebench export`; each exporter reads the ones it understands."""
+    """What every export shares; `options` is the format's own small config dataclass
+    (`Exporter.options_type`: `Semi24Options`, `ChannelsOptions`, ...), its defaults if None.
+
+    `ExportConfig.of(format, **options)` builds one from keyword options (the CLI's flags)
+    and refuses, in one line, an option the format does not take.
+    """
 
     format: str
     device: str = "cpu"
-    dtype: str | None = None  # "float16" / "bfloat16" (semi24); None keeps float32
-    enforce: bool = False  # semi24: magnitude-prune to 2:4 first
-    ratio: float | None = None  # channels: prune this fraction of channels first
-    criterion: str = "l1"  # channels: l1 | l2 | bn | taylor
-    data: str | None = None  # verification (taylor, tensorrt int8 calibration) inputs
+    data: str | None = None  # real inputs for verification (taylor, tensorrt int8 calibration)
     verify_samples: int = 64
-    sparse_initializers: bool = False  # onnx: store mostly-zero weights as sparse_initializer
-    sparse_weights: bool | None = None  # tensorrt: SPARSE_WEIGHTS flag; None = if 2:4 weights
+    options: Any = None
 
     def __post_init__(self):
-        """Refuse a bad device or number before the checkpoint is even loaded."""
+        """Refuse a bad device, count or format before the checkpoint is even loaded."""
         from ..device import check_device
-        from ..options import check_count, check_number
+        from ..options import check_count
 
         check_device(self.device)
-        if self.ratio is not None:
-            check_number("--ratio", self.ratio, at_least=0, below=1)
         check_count("verify_samples", self.verify_samples, 1)
+        wanted = FORMATS.get(self.format).options_type
+        if self.options is None:
+            object.__setattr__(self, "options", wanted())
+        elif not isinstance(self.options, wanted):
+            found = type(self.options).__name__
+            raise SparsebenchError(f"the {self.format} format takes {wanted.__name__}, not {found}")
+
+    @classmethod
+    def of(cls, format: str, device: str = "cpu", data: str | None = None,
+           verify_samples: int = 64, **options: Any) -> ExportConfig:  # fmt: skip
+        """An ExportConfig with the format's options given as keywords (`dtype="float16"`)."""
+        wanted = FORMATS.get(format).options_type
+        known = [f.name for f in fields(wanted)]
+        unknown = [name for name in options if name not in known]
+        if unknown:
+            takes = ", ".join(_flag(k) for k in known) if known else "no options of its own"
+            raise SparsebenchError(
+                f"the {format} format takes no {_flag(unknown[0])} (it takes {takes})"
+            )
+        return cls(format, device, data, verify_samples, wanted(**options))
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 @dataclass
@@ -81,6 +109,7 @@ class Exporter:
 
     name: str = ""
     description: str = ""
+    options_type: type = NoOptions  # the format's own options dataclass (frozen)
     tolerance: float = 1e-4  # max relative error allowed in verification
     kernel_evidence: tuple[str, ...] = ()  # profiler op-name fragments of the sparse kernels
     file_based: bool = False  # writes its own file (export_file), not a sparsebench artifact
@@ -122,7 +151,8 @@ class Exporter:
 
     def tolerance_for(self, config: ExportConfig) -> float:
         """Verification tolerance; half-precision formats allow about 1e-2."""
-        return 1e-2 if config.dtype in ("float16", "bfloat16") else self.tolerance
+        half = getattr(config.options, "dtype", None) in ("float16", "bfloat16")
+        return 1e-2 if half else self.tolerance
 
 
 @dataclass

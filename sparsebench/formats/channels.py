@@ -12,12 +12,14 @@ so `restore` replays the same removal on the freshly built architecture before l
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..arch import load_state_dict_strict
 from ..measure.sparsity import prunable_layers
+from ..options import check_number
 from ._channel_removal import (
     GroupPlan,
     apply_plans_,
@@ -30,6 +32,19 @@ from ._channel_removal import (
 )
 from ._channel_scoring import make_importance, soft_prune_, taylor_batch
 from .base import Conversion, ExportConfig, Exporter, LayerReport, register_format, tensor_bytes
+
+
+@dataclass(frozen=True)
+class ChannelsOptions:
+    """`ratio`: soft-prune this fraction of each group's channels first (None: remove only
+    channels already all zero), scored by `criterion` (l1, l2, bn or taylor)."""
+
+    ratio: float | None = None
+    criterion: str = "l1"
+
+    def __post_init__(self):
+        if self.ratio is not None:
+            check_number("--ratio", self.ratio, at_least=0, below=1)
 
 
 def _widths(model: nn.Module) -> dict[str, tuple[str, int]]:
@@ -88,9 +103,10 @@ def _notes(before: int, after: int, plans: list[GroupPlan], config: ExportConfig
         f"channels removed: {removed} of {total} in {sum(bool(p.removable) for p in plans)} "
         f"groups; {folded} non-zero constant(s) of removed channels folded into next-layer biases",
     ]
-    if config.ratio:
+    options = config.options
+    if options.ratio:
         notes.append(
-            f"soft-pruned {config.ratio:.0%} of each group's channels by '{config.criterion}' "
+            f"soft-pruned {options.ratio:.0%} of each group's channels by '{options.criterion}' "
             "importance first; verified against that soft-pruned dense model"
         )
     return notes
@@ -101,11 +117,12 @@ class ChannelsExporter(Exporter):
     """Dense model with its all-zero output channels removed (optionally pruned first)."""
 
     name = "channels"
+    options_type = ChannelsOptions
     description = "all-zero output channels removed (torch-pruning DepGraph); --ratio prunes first"
 
     def convert(self, model: nn.Module, example: torch.Tensor, config: ExportConfig) -> Conversion:
-        if config.ratio:
-            make_importance(config.criterion)  # an unknown criterion fails before any work
+        if config.options.ratio:
+            make_importance(config.options.criterion)  # an unknown criterion fails before any work
         model = model.eval()
         names = {m: n for n, m in model.named_modules()}
         widths, params = _widths(model), _params(model)
@@ -114,11 +131,13 @@ class ChannelsExporter(Exporter):
         dg = build_graph(model, example)
         groups = list(prunable_groups(dg, model, final))
         reference, zeroed = None, {}
-        if config.ratio:
+        if config.options.ratio:
             roots = [root for root, _, unsafe in groups if not unsafe]
-            taylor = config.criterion == "taylor"
+            taylor = config.options.criterion == "taylor"
             batch = taylor_batch(model, example, config.data) if taylor else None
-            zeroed = soft_prune_(model, dg, roots, config.ratio, config.criterion, batch)
+            zeroed = soft_prune_(
+                model, dg, roots, config.options.ratio, config.options.criterion, batch
+            )
             reference = copy.deepcopy(model)
             trace = trace_layers(model, probe_inputs(example))
         plans = [plan_group(dg, root, g, unsafe, trace, names) for root, g, unsafe in groups]

@@ -224,10 +224,6 @@ class CSRExporter(Exporter):
     kernel_evidence = EVIDENCE
 
     def convert(self, model: nn.Module, example: torch.Tensor, config: ExportConfig) -> Conversion:
-        if config.dtype is not None:
-            raise SparsebenchError(
-                f"the csr format keeps the model's dtype; drop --dtype {config.dtype}"
-            )
         reports, converted = [], {}
         for name, module in prunable_layers(model):
             reason = skip_reason(module)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -170,13 +170,6 @@ def _refuse(loaded, config: ExportConfig) -> None:
             f"{loaded.source} is already a {loaded.model.runtime} model; "
             "export the PyTorch checkpoint it was made from"
         )
-    flags = [f for f, on in (("--dtype", config.dtype), ("--ratio", config.ratio)) if on]
-    flags += ["--enforce"] if config.enforce else []
-    if flags:
-        raise SparsebenchError(
-            f"onnx export takes no {', '.join(flags)}: export with -f channels or semi24 "
-            "first if you need them, then export that artifact"
-        )
     if any(is_compressed(m.weight) for _, m in prunable_layers(loaded.model)):
         raise SparsebenchError(
             f"{loaded.source} holds sparse-layout weights that torch.onnx cannot export; "
@@ -199,7 +192,7 @@ def _metadata(loaded, config, verification, reference: torch.Tensor, layers, sto
         "input_shape": list(loaded.input_shape),
         "opset": OPSET,
         "exporter": f"torch.onnx.export (TorchScript-based), torch {torch.__version__}",
-        "sparse_initializers": config.sparse_initializers,
+        "sparse_initializers": config.options.sparse_initializers,
         "verification": verification.to_dict(),
         "stored_bytes": stored,
         "layers": [asdict(layer) for layer in layers],
@@ -207,11 +200,19 @@ def _metadata(loaded, config, verification, reference: torch.Tensor, layers, sto
     }
 
 
+@dataclass(frozen=True)
+class OnnxOptions:
+    """`sparse_initializers`: store mostly-zero weights as COO `sparse_initializer`s."""
+
+    sparse_initializers: bool = False
+
+
 @register_format
 class OnnxExporter(Exporter):
     """An ONNX file with a dynamic batch, verified in ONNX Runtime (a file-based format)."""
 
     name = "onnx"
+    options_type = OnnxOptions
     file_based = True
     description = "ONNX file (opset 17, dynamic batch) for ONNX Runtime; --sparse-initializers"
 
@@ -229,7 +230,7 @@ class OnnxExporter(Exporter):
         model_proto = torch_to_onnx(model, inputs[:1])
         graph = model_proto.graph
         dense_mb = stored_bytes(graph) / MB
-        if config.sparse_initializers:
+        if config.options.sparse_initializers:
             layers = sparsify_initializers_(graph)
         else:
             layers = weight_reports(graph)
@@ -248,7 +249,7 @@ class OnnxExporter(Exporter):
             "BatchNorm kept as BatchNormalization (ONNX Runtime fuses it at load)",
             f"file {len(data) / MB:.3f} MB",
         ]
-        if config.sparse_initializers:
+        if config.options.sparse_initializers:
             count = sum(layer.action == "converted" for layer in layers)
             notes.append(
                 f"{count} initializer(s) stored sparse: weights {dense_mb:.3f} -> "

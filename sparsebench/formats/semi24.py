@@ -13,6 +13,7 @@ not serialise, so `restore` compresses them again on the GPU.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -34,6 +35,15 @@ from ._semi24_backend import (
 )
 from ._semi24_pattern import compressed_bytes, enforce_24_, fraction_24_groups, is_24_sparse
 from .base import Conversion, ExportConfig, Exporter, LayerReport, register_format
+
+
+@dataclass(frozen=True)
+class Semi24Options:
+    """`dtype`: float16 (default) or bfloat16; `enforce`: magnitude-prune to 2:4 first."""
+
+    dtype: str | None = None
+    enforce: bool = False
+
 
 __all__ = [
     "HardwareUnavailable",
@@ -103,11 +113,11 @@ def _converted_weights(layers: list[LayerReport], detail: str) -> dict[str, int]
 
 def _prepare(model: nn.Module, config: ExportConfig, dtype, backend: str):
     """(pruned model, layer table, would-be stored bytes); `model` itself is never modified."""
-    pruned = copy.deepcopy(model) if config.enforce else model
+    pruned = copy.deepcopy(model) if config.options.enforce else model
     layers = []
     for name, module in prunable_layers(pruned):
         zeroed = 0
-        if config.enforce and not shape_reasons(module, dtype, backend):
+        if config.options.enforce and not shape_reasons(module, dtype, backend):
             zeroed = enforce_24_(module.weight.data)
         layers.append(_layer_report(name, module, dtype, backend, zeroed))
     stored = _stored_bytes(pruned, dtype, _converted_weights(layers, "compressed_bytes"))
@@ -119,10 +129,10 @@ def eligibility_report(model: nn.Module, config: ExportConfig) -> tuple[list[Lay
 
     Without a usable GPU the constraints are those of the backend torch would pick (CUTLASS's
     stricter shapes on a build without cuSPARSELt). `model` is not modified, even with
-    `config.enforce`.
+    `config.options.enforce`.
     """
     _, _, backend = check_hardware(config.device)
-    _, layers, stored = _prepare(model, config, resolve_dtype(config.dtype), backend)
+    _, layers, stored = _prepare(model, config, resolve_dtype(config.options.dtype), backend)
     return layers, stored
 
 
@@ -155,7 +165,7 @@ def _sparsify(model: nn.Module, names: list[str], dtype, backend: str, device: s
 
 def _nothing_eligible(layers: list[LayerReport], config: ExportConfig) -> str:
     first = "; ".join(f"{r.name}: {r.reason}" for r in layers[:3]) or "the model has no Linear"
-    hint = "" if config.enforce else " (--enforce prunes eligible shapes to 2:4)"
+    hint = "" if config.options.enforce else " (--enforce prunes eligible shapes to 2:4)"
     return f"semi24: no layer can take a 2:4 weight{hint}: {first}"
 
 
@@ -164,6 +174,7 @@ class SemiStructuredExporter(Exporter):
     """2:4 semi-structured nn.Linear weights, run by cuSPARSELt or CUTLASS on sm80+ GPUs."""
 
     name = "semi24"
+    options_type = Semi24Options
     description = "NVIDIA 2:4 semi-structured Linear weights (fp16/bf16, sm80+ GPU)"
     tolerance = 1e-2
     kernel_evidence = (
@@ -175,7 +186,7 @@ class SemiStructuredExporter(Exporter):
     )
 
     def convert(self, model: nn.Module, example: torch.Tensor, config: ExportConfig) -> Conversion:
-        dtype = resolve_dtype(config.dtype)
+        dtype = resolve_dtype(config.options.dtype)
         ok, reason, backend = check_hardware(config.device)
         pruned, layers, would_be = _prepare(model, config, dtype, backend)
         if not ok:
@@ -198,7 +209,7 @@ class SemiStructuredExporter(Exporter):
             stored_bytes=stored,
             payload={"layers": names, "dtype": _dtype_name(dtype), "backend": backend},
             notes=notes,
-            reference=pruned if config.enforce else None,
+            reference=pruned if config.options.enforce else None,
         )
 
     def restore(self, model: nn.Module, payload: dict, state_dict: dict, device: str) -> nn.Module:

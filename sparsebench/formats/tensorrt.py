@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -99,7 +99,7 @@ def _onnx_file(loaded, folder: Path, config: ExportConfig) -> Path:
     if source.suffix.lower() == ".onnx":
         return source
     path = folder / f"{source.stem}.onnx"
-    onnx_config = ExportConfig(
+    onnx_config = ExportConfig.of(
         format="onnx", data=config.data, verify_samples=config.verify_samples
     )
     get_exporter("onnx").export_file(loaded, path, onnx_config, force=False)
@@ -199,11 +199,21 @@ def _write(output: Path, sidecar: Path, data: bytes, info: dict, force: bool) ->
         raise
 
 
+@dataclass(frozen=True)
+class TensorRTOptions:
+    """`dtype`: float16 (default), bfloat16, float32 or int8 (calibrated on `data`);
+    `sparse_weights`: the SPARSE_WEIGHTS builder flag (None: on when weights are 2:4)."""
+
+    dtype: str | None = None
+    sparse_weights: bool | None = None
+
+
 @register_format
 class TensorRTExporter(Exporter):
     """A serialized TensorRT engine (+ JSON sidecar), with 2:4 sparse tactics where they apply."""
 
     name = "tensorrt"
+    options_type = TensorRTOptions
     description = "TensorRT engine + JSON sidecar (fp16/bf16/fp32/int8, 2:4 sparse tactics; GPU)"
     tolerance = 1e-2
     file_based = True
