@@ -325,3 +325,18 @@ def test_profile_of_one_bad_file_is_one_line(tmp_path):
     result = runner.invoke(app, ["profile", str(tmp_path / "missing.pt"), *FAST])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [f"error: no such file: {tmp_path}/missing.pt"]
+
+
+def test_dataset_file_with_sparse_or_crafted_tensors_is_one_line(tmp_path):
+    from sparsebench.data import load_dataset
+
+    dense = tmp_path / "sparse_x.pt"
+    torch.save({"x": torch.eye(4).to_sparse(), "y": torch.arange(4)}, dense)
+    with pytest.raises(SparsebenchError, match="must be dense tensors"):
+        load_dataset(f"tensors:{dense}")
+    crafted = tmp_path / "crafted.pt"
+    bad = torch.sparse_coo_tensor(torch.tensor([[0, 10**6]]), torch.ones(2), (4,),
+                                  check_invariants=False)  # fmt: skip
+    torch.save({"x": bad, "y": torch.arange(4)}, crafted)
+    with pytest.raises(SparsebenchError, match="cannot read"):
+        load_dataset(f"tensors:{crafted}")

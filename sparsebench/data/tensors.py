@@ -25,7 +25,8 @@ def read_arrays(path: Path) -> dict:
         if is_npz:
             with np.load(path, allow_pickle=False) as npz:
                 return {key: npz[key] for key in npz.files}
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.sparse.check_sparse_tensor_invariants():  # crafted indices: an error
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # damaged files and weights_only refusals fail in many ways
         raise SparsebenchError(f"cannot read {path}: {_reason(exc)}") from None
     if isinstance(obj, tuple | list) and len(obj) == 2:
