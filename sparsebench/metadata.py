@@ -1,9 +1,12 @@
-"""Metadata read from a file is untrusted data: type-check it before anything uses it.
+"""Metadata in files: its encodings, and the checks that make it safe to use.
 
-Every encoding (sparsebench checkpoint metadata, ONNX `metadata_props`, the TensorRT
-sidecar) holds JSON-like values. These helpers check their types and bounds and raise a
-one-line `SparsebenchError` naming the file and the field, so a crafted file can never reach
-code that expects another type (a `KeyError` deep in an exporter, a huge allocation).
+Three encodings carry sparsebench's metadata: the checkpoint's `{"sparsebench": meta}` dict
+(`checkpoint.py` writes it, `check_meta_fields` checks it), an ONNX model's
+`metadata_props["sparsebench"]` JSON (`read_onnx_metadata` / `write_onnx_metadata`) and the
+JSON sidecar beside a TensorRT engine (`read_sidecar` / `sidecar_text`). Metadata read from
+a file is untrusted: every value is type- and bound-checked here, and a bad one is a one-line
+`SparsebenchError` naming the file and the field, so a crafted file never reaches code that
+expects another type (a `KeyError` deep in an exporter, a huge allocation).
 """
 
 from __future__ import annotations
@@ -119,6 +122,12 @@ def read_onnx_metadata(model_proto, path) -> dict | None:
 def write_onnx_metadata(model_proto, metadata: dict) -> None:
     """Store `metadata` (plain JSON) in an ONNX model's `metadata_props`."""
     model_proto.metadata_props.add(key=METADATA_KEY, value=json.dumps(metadata))
+
+
+def sidecar_text(info: dict) -> str:
+    """The JSON text of an engine's sidecar (`read_sidecar` reads it back)."""
+    marked = {"sparsebench": {"kind": SIDECAR_KIND, "version": SIDECAR_VERSION}, **info}
+    return json.dumps(marked, indent=2) + "\n"
 
 
 def sidecar_path(engine: str | Path) -> Path:

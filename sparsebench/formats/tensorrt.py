@@ -19,7 +19,6 @@ File-based: `export` hands over to `TensorRTExporter.export_file`, which
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 from ..device import check_device
 from ..errors import SparsebenchError, first_line
 from ..io import atomic_write, atomic_write_text, check_writable
-from ..metadata import SIDECAR_KIND, SIDECAR_VERSION, sidecar_path
+from ..metadata import sidecar_path, sidecar_text
 from ..runtimes.tensorrt import TensorRTModule, require_tensorrt
 from ..verify import check_inputs, compare_outputs, reference_to_json, require_passed
 from ._tensorrt_build import BuiltEngine, build_engine, inspect_engine
@@ -134,7 +133,6 @@ def _sidecar(source: Path, output: Path, loaded, built: BuiltEngine, plan: Build
     meta = loaded.meta
     calibration = {"data": plan.calibration, "split": "train", "samples": built.calibrated_samples}
     return {
-        "sparsebench": {"kind": SIDECAR_KIND, "version": SIDECAR_VERSION},
         "engine": output.name,
         "source": str(source),
         "source_kind": loaded.kind,
@@ -193,7 +191,7 @@ def table_rows(layers: list[LayerReport]) -> list[dict]:
 def _write(output: Path, sidecar: Path, data: bytes, info: dict, force: bool) -> None:
     atomic_write(output, lambda f: f.write(data), force=force)
     try:
-        atomic_write_text(sidecar, json.dumps(info, indent=2) + "\n", force=force)
+        atomic_write_text(sidecar, sidecar_text(info), force=force)
     except BaseException:
         output.unlink(missing_ok=True)  # an engine without its sidecar cannot be loaded
         raise
