@@ -116,7 +116,8 @@ def check_state_fits(model: nn.Module, state: dict[str, torch.Tensor], arch: str
         if k in state and _dtype_kind(state[k].dtype) != _dtype_kind(v.dtype)
     ]
     problems = []
-    found = (("missing", missing), ("unexpected", unexpected), ("shape", shapes), ("dtype", dtypes))
+    found = (("missing", missing), ("not in the model", unexpected), ("shape", shapes),
+             ("dtype", dtypes))  # fmt: skip
     for label, items in found:
         if items:
             more = f" and {len(items) - 3} more" if len(items) > 3 else ""

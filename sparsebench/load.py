@@ -189,7 +189,11 @@ def _reason(exc: BaseException) -> str:
 
 def _as_state_dict(obj: Any) -> dict[str, torch.Tensor] | None:
     def is_tensor_dict(d):
-        return isinstance(d, dict) and d and all(isinstance(v, torch.Tensor) for v in d.values())
+        return (
+            isinstance(d, dict)
+            and d
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
+        )
 
     if is_tensor_dict(obj):
         return obj
