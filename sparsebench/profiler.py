@@ -240,7 +240,7 @@ def _open(path, options: LoadOptions, runtime: str, folder: Path) -> LoadedModel
     (a checkpoint for onnxruntime becomes an ONNX file), reporting the file the user gave."""
     loaded = load(path, options)
     wanted = get_runtime(runtime)
-    if isinstance(loaded.model, RuntimeModule) or loaded.format in wanted.accepts:
+    if isinstance(loaded.model, RuntimeModule) or wanted.accepts_format(loaded.format):
         return loaded
     from .export import export
     from .formats import ExportConfig

@@ -123,3 +123,24 @@ def test_the_checker_sees_imports():
     """Guard against a checker that passes because it parses nothing."""
     assert "load" in GRAPH["artifact"] and "formats.base" in GRAPH["formats.csr"]
     assert "artifact" in GRAPH["export"]
+
+
+def test_a_new_format_or_runtime_needs_only_its_file_and_one_registration(monkeypatch):
+    from typer.testing import CliRunner
+
+    from sparsebench.cli import app
+    from sparsebench.formats.base import FORMATS, Exporter
+    from sparsebench.runtimes import RUNTIMES, Runtime, get_runtime, runtime_for_file
+
+    class NewFormat(Exporter):
+        name = "newfmt"
+
+    class NewRuntime(Runtime):
+        name, description, accepts, suffixes = "newrt", "a new runtime", ("newfile",), (".new",)
+
+    monkeypatch.setitem(FORMATS._entries, "newfmt", NewFormat())
+    monkeypatch.setitem(RUNTIMES._entries, "newrt", NewRuntime())
+    assert get_runtime("torch").accepts_format("newfmt")  # eager torch runs it unchanged
+    assert isinstance(runtime_for_file(Path("model.new")), NewRuntime)  # load() dispatches
+    listing = CliRunner().invoke(app, ["runtimes"]).output
+    assert "newfmt" in listing and "newrt: a new runtime" in listing

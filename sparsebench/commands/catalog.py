@@ -42,11 +42,16 @@ def datasets() -> None:
 @friendly_errors
 def runtimes() -> None:
     """List the runtimes and the formats each accepts."""
+    from ..formats import FORMATS
     from ..runtimes import RUNTIMES
 
     for name in RUNTIMES.names():
         runtime = RUNTIMES.get(name)
-        files = f"; opens {', '.join(runtime.suffixes)}" if runtime.suffixes else ""
-        console.print(
-            f"{name}: {runtime.description} (accepts {', '.join(runtime.accepts)}{files})"
-        )
+        own_files = bool(runtime.suffixes)  # else it runs what an artifact restores in process
+        formats = [
+            fmt
+            for fmt in FORMATS.names()
+            if runtime.accepts_format(fmt) and FORMATS.get(fmt).file_based == own_files
+        ]
+        files = f"; opens {', '.join(runtime.suffixes)}" if own_files else ""
+        console.print(f"{name}: {runtime.description} (accepts {', '.join(formats)}{files})")

@@ -37,6 +37,10 @@ class Runtime:
     accepts: tuple[str, ...] = ()  # format names it runs
     suffixes: tuple[str, ...] = ()  # files it opens itself (".onnx")
 
+    def accepts_format(self, format_name: str) -> bool:
+        """Whether this runtime runs models stored in `format_name`."""
+        return format_name in self.accepts
+
     def open_file(self, path: Path, options: LoadOptions) -> LoadedModel:
         """Open a file of one of `suffixes`; the result's `reference` is checked by the caller.
 
