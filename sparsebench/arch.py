@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import inspect
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,6 +56,7 @@ def build_model(arch: str, kwargs: dict | None = None) -> nn.Module:
         except Exception as exc:
             raise SparsebenchError(f"architecture '{arch}' failed to build: {exc}") from exc
     else:
+        _check_zoo_kwargs(arch, kwargs)
         try:
             model = create_model(arch, **kwargs)
         except SparsebenchError:
@@ -65,6 +70,20 @@ def build_model(arch: str, kwargs: dict | None = None) -> nn.Module:
             f"architecture '{arch}' returned {type(model).__name__}, not a Module"
         )
     return model
+
+
+def _check_zoo_kwargs(arch: str, kwargs: dict) -> None:
+    """Name a keyword the zoo factory does not take, with the ones it does."""
+    parameters = inspect.signature(get_model_spec(arch).factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = [name for name in kwargs if name not in parameters]
+    if unknown:
+        takes = ", ".join(parameters) or "none"
+        raise SparsebenchError(
+            f"bad --arch-kwargs (or checkpoint arch_kwargs) for '{arch}': it takes no "
+            f"'{unknown[0]}' (its arguments: {takes})"
+        )
 
 
 def zoo_input_shape(arch: str) -> tuple[int, ...] | None:
@@ -84,16 +103,51 @@ def is_code_arch(arch: str) -> bool:
     return ":" in arch
 
 
-def build_for_state(arch: str, kwargs: dict | None, state: dict, label: str) -> nn.Module:
-    """Build `arch` and load `state`, checking the fit on a weightless copy first.
+SKELETON_SECONDS = 10.0  # building a weightless skeleton of a zoo model takes well under 1 s
 
-    The skeleton is built on the meta device, so keyword arguments read from a file (a huge
-    `num_classes`, say) cannot make sparsebench allocate memory before the weights are known
-    to fit the architecture.
+
+class _TooSlow(BaseException):  # not an Exception: no handler in a factory may swallow it
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float, what: str):
+    """Stop the block after `seconds` (main thread only, if SIGALRM is free) with one line."""
+    usable = threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGALRM")
+    if not usable or signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, None):
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise _TooSlow
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except _TooSlow:
+        raise SparsebenchError(f"{what} took over {seconds:.0f} s; refused") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def build_skeleton(arch: str, kwargs: dict | None) -> nn.Module:
+    """`arch` built on the meta device (no memory for weights), within SKELETON_SECONDS.
+
+    Keyword arguments read from a file (a huge `num_classes`, a `depth` of 10**9) can then
+    neither allocate memory nor loop for long before the weights are known to fit.
     """
-    with torch.device("meta"):
-        skeleton = build_model(arch, kwargs)
-    check_state_fits(skeleton, state, label)
+    with _time_limit(SKELETON_SECONDS, f"building architecture '{arch}' with {kwargs}"):
+        with torch.device("meta"):
+            return build_model(arch, kwargs)
+
+
+def build_for_state(arch: str, kwargs: dict | None, state: dict, label: str) -> nn.Module:
+    """Build `arch` and load `state`; a zoo architecture is first fitted on a weightless
+    skeleton (code the user named runs once, as written)."""
+    if not is_code_arch(arch):
+        check_state_fits(build_skeleton(arch, kwargs), state, label)
     model = build_model(arch, kwargs)
     load_state_dict_strict(model, state, label)
     return model

@@ -15,14 +15,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from .arch import build_model
+from .arch import build_model, build_skeleton
 from .device import check_device
 from .errors import SparsebenchError, first_line
 from .formats import get_exporter
-from .load import LoadedModel, LoadOptions, TorchFile, finish_loading, read_torch_file
+from .load import (
+    LoadedModel,
+    LoadOptions,
+    TorchFile,
+    finish_loading,
+    read_torch_file,
+    stored_bytes,
+)
 from .runtimes import runtime_for_file
 from .verify import REFERENCE_KEY, check_reference
 
@@ -56,8 +62,11 @@ def _load_torch(path: Path, options: LoadOptions) -> LoadedModel:
     found = read_torch_file(path, options)
     model, reference = found.model, None
     if found.artifact:
-        model = _restore(found, options.device)
         reference = found.tensors.get(REFERENCE_KEY)
+        if reference is None:  # before its format runs anything on the file's contents
+            what = f"{found.meta.format} artifact {path}"
+            raise SparsebenchError(f"{what} has no reference outputs to verify against; refused")
+        model = _restore(found, options.device)
     fields = {"meta": found.meta, "folded": found.folded, "reference": reference}
     return finish_loading(model, path, options, found.kind, found.found_shape, **fields)
 
@@ -98,14 +107,15 @@ def _restore(found: TorchFile, device: str) -> nn.Module:
 
 
 def _build_bounded(found: TorchFile, fmt: str) -> nn.Module:
-    """Build the architecture, refusing arguments that make it far larger than the weights."""
-    with torch.device("meta"):
-        skeleton = build_model(found.arch, found.arch_kwargs)
-    wanted = sum(t.numel() for t in skeleton.state_dict().values())
-    stored = sum(t.numel() for t in found.state.values())
-    if wanted > MAX_GROWTH * max(stored, 100_000):
+    """Build the architecture, refusing arguments that make it far larger than the weights
+    the file really stores (bytes of storage, so expanded views and empty sparse tensors of a
+    huge shape count for what they hold)."""
+    skeleton = build_skeleton(found.arch, found.arch_kwargs)
+    wanted = sum(t.numel() * t.element_size() for t in skeleton.state_dict().values())
+    stored = stored_bytes(found.state.values())
+    if wanted > MAX_GROWTH * max(stored, 400_000):
         raise SparsebenchError(
-            f"corrupt {fmt} artifact: its architecture arguments build {wanted:,} "
-            f"parameters for {stored:,} stored ones"
+            f"corrupt {fmt} artifact: its architecture arguments build {wanted:,} bytes of "
+            f"weights for {stored:,} stored"
         )
     return build_model(found.arch, found.arch_kwargs)

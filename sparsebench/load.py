@@ -29,6 +29,7 @@ from .arch import build_for_state, is_code_arch, zoo_input_shape
 from .checkpoint import CheckpointMeta, is_sparsebench_checkpoint, read_meta
 from .errors import SparsebenchError, first_line
 from .masks import fold_module_, fold_state_dict
+from .metadata import check_tensor
 
 _STATE_KEYS = ("state_dict", "model_state_dict", "model")
 
@@ -76,7 +77,7 @@ class LoadedModel:
     @property
     def is_artifact(self) -> bool:
         """Whether the file claims to be a sparsebench export (and so must verify)."""
-        return self.meta is not None and bool(self.meta.export)
+        return self.meta is not None and (bool(self.meta.export) or self.format != "dense")
 
     def close(self) -> None:
         """Release what a runtime holds for the model (a session, an engine)."""
@@ -205,12 +206,35 @@ def _as_state_dict(obj: Any) -> dict[str, torch.Tensor] | None:
 
 
 def _tensor_dict(value: Any, path: Path, field: str) -> dict[str, torch.Tensor]:
-    """`value` if it is a dict of text keys to tensors (what a checkpoint's file must hold)."""
+    """`value` if it is a dict of text keys to plain CPU tensors (what a checkpoint must hold)."""
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
     ):
         raise SparsebenchError(f"{path}: corrupt checkpoint: '{field}' is not a dict of tensors")
+    for key, tensor in value.items():
+        check_tensor(tensor, f"{path}: '{field}.{key}'")
     return value
+
+
+def stored_bytes(tensors) -> int:
+    """Bytes the tensors really hold in storage (sparse ones: their values and indices)."""
+    seen, total = set(), 0
+    for tensor in tensors:
+        if tensor.layout == torch.sparse_coo:
+            parts = [tensor._values(), tensor._indices()]
+        elif tensor.layout == torch.sparse_csr:
+            parts = [tensor.values(), tensor.col_indices(), tensor.crow_indices()]
+        else:
+            parts = [tensor]
+        for part in parts:
+            if type(part) not in (torch.Tensor, nn.Parameter):  # a wrapper (2:4) tensor
+                total += part.numel() * part.element_size()
+                continue
+            storage = part.untyped_storage()
+            if storage.data_ptr() not in seen:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
+    return total
 
 
 def file_arch(meta: CheckpointMeta, options: LoadOptions, path: Path) -> str:
@@ -241,7 +265,7 @@ def _read_checkpoint(obj: dict, path: Path, options: LoadOptions) -> TorchFile:
     state = _tensor_dict(obj["state_dict"], path, "state_dict")
     shape = tuple(meta.input_shape) if meta.input_shape else zoo_input_shape(arch)
     found = TorchFile("sparsebench", None, meta, arch, kwargs, state, found_shape=shape)
-    if meta.export:  # an exported artifact: its format rebuilds it (artifact.py)
+    if meta.export or (meta.format or "dense") != "dense":  # an artifact: artifact.py rebuilds it
         found.kind = f"artifact:{meta.format}"
         found.tensors = _tensor_dict(obj.get("tensors", {}), path, "tensors")
         return found
@@ -265,6 +289,8 @@ def _read_torch_save(path: Path, options: LoadOptions) -> TorchFile:
             f"{path} is a plain state_dict: pass --arch NAME (see `sparsebench models`), "
             "--arch package.module:factory or --arch path/file.py:factory"
         )
+    for key, tensor in state.items():
+        check_tensor(tensor, f"{path}: '{key}'")
     model, folded = _from_state(state, options.arch, options.arch_kwargs)
     shape = zoo_input_shape(options.arch)
     return TorchFile("state_dict", model, arch=options.arch, folded=folded, found_shape=shape)

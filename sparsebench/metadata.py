@@ -16,6 +16,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .errors import SparsebenchError
 
 # ONNX: the JSON object sparsebench writes into `metadata_props` under this key
@@ -26,8 +28,10 @@ SIDECAR_VERSION = 1
 
 MAX_DEPTH = 16
 MAX_INPUT_DIMS = 8
-# a shape read from a file must not make sparsebench allocate more than this (512 MiB fp32)
-MAX_INPUT_ELEMENTS = 2**27
+# a shape read from a file (or an ONNX graph) must not ask for more than this per sample
+# (64 MiB of float32; the 8-sample check batch then takes 512 MiB)
+MAX_INPUT_ELEMENTS = 2**24
+MAX_NODES = 1_000_000  # values in one file's metadata (a reference of 8 x 1000 logits is 8,000)
 
 
 class CorruptMetadata(SparsebenchError):
@@ -38,8 +42,21 @@ def _fail(source: str, field: str, problem: str) -> CorruptMetadata:
     return CorruptMetadata(f"{source}: corrupt metadata: '{field}' {problem}")
 
 
-def check_json(value: Any, source: str, field: str, depth: int = 0) -> Any:
-    """`value` if it is plain JSON (None, bool, finite numbers, str, lists, str-keyed dicts)."""
+def check_json(value: Any, source: str, field: str) -> Any:
+    """`value` if it is plain JSON (None, bool, finite numbers, str, lists, str-keyed dicts),
+    nested at most MAX_DEPTH deep and of at most MAX_NODES values in all.
+
+    The node count bounds the work: a pickle can share one list many times over, so a file of
+    a kilobyte can describe more paths than any walk could visit.
+    """
+    budget = [MAX_NODES]
+    return _plain(value, source, field, 0, budget)
+
+
+def _plain(value: Any, source: str, field: str, depth: int, budget: list[int]) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _fail(source, field, f"makes the metadata larger than {MAX_NODES:,} values")
     if depth > MAX_DEPTH:
         raise _fail(source, field, "is nested too deeply")
     if value is None or isinstance(value, bool | str | int):
@@ -48,13 +65,13 @@ def check_json(value: Any, source: str, field: str, depth: int = 0) -> Any:
         if not math.isfinite(value):
             raise _fail(source, field, f"holds a non-finite number ({value})")
         return value
-    if isinstance(value, (list, tuple)):
-        return [check_json(v, source, f"{field}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, list | tuple):
+        return [_plain(v, source, f"{field}[{i}]", depth + 1, budget) for i, v in enumerate(value)]
     if isinstance(value, dict):
         for key in value:
             if not isinstance(key, str):
                 raise _fail(source, field, f"has a non-text key {key!r}")
-        return {k: check_json(v, source, f"{field}.{k}", depth + 1) for k, v in value.items()}
+        return {k: _plain(v, source, f"{field}.{k}", depth + 1, budget) for k, v in value.items()}
     raise _fail(source, field, f"holds a {type(value).__name__}, not plain data")
 
 
@@ -68,14 +85,15 @@ def expect(value: Any, kind: type | tuple[type, ...], source: str, field: str) -
 
 
 def check_shape(value: Any, source: str, field: str = "input_shape") -> list[int]:
-    """A positive integer shape of at most MAX_INPUT_DIMS dimensions and bounded size."""
+    """A positive integer shape of at most MAX_INPUT_DIMS dimensions and MAX_INPUT_ELEMENTS
+    elements per sample (the first dimension is the batch)."""
     expect(value, (list, tuple), source, field)
     if not 1 <= len(value) <= MAX_INPUT_DIMS:
         raise _fail(source, field, f"has {len(value)} dimensions")
     dims = [expect(d, int, source, field) for d in value]
     if min(dims) < 1:
         raise _fail(source, field, f"has a dimension < 1 ({list(dims)})")
-    if math.prod(dims) > MAX_INPUT_ELEMENTS:
+    if math.prod(dims[1:]) > MAX_INPUT_ELEMENTS or dims[0] > 2**16:
         raise _fail(source, field, f"{list(dims)} is implausibly large")
     return dims
 
@@ -157,3 +175,22 @@ def read_sidecar(engine: str | Path) -> dict[str, Any]:
     info = check_json(info, str(path), "sidecar")
     info["input_shape"] = check_shape(info["input_shape"], str(path))
     return info
+
+
+def check_tensor(tensor: torch.Tensor, where: str) -> torch.Tensor:
+    """A tensor read from a file, if it is one sparsebench can use: on the CPU, not nested or
+    quantized, and holding every element it claims (no expanded view of a tiny storage
+    posing as a large weight)."""
+    if tensor.device.type != "cpu":
+        raise SparsebenchError(f"{where} is a {tensor.device.type} tensor, not a CPU one")
+    if tensor.is_nested or tensor.is_quantized:
+        kind = "nested" if tensor.is_nested else "quantized"
+        raise SparsebenchError(f"{where} is a {kind} tensor; sparsebench reads plain tensors")
+    if tensor.layout == torch.strided and type(tensor) in (torch.Tensor, torch.nn.Parameter):
+        held = tensor.untyped_storage().nbytes()
+        if tensor.numel() * tensor.element_size() > held:
+            raise SparsebenchError(
+                f"{where} claims {tensor.numel():,} elements but its storage holds {held:,} "
+                "bytes (an expanded view); refused"
+            )
+    return tensor

@@ -18,6 +18,7 @@ from .errors import SparsebenchError
 CHECK_SEED = 1234
 CHECK_SAMPLES = 8
 REFERENCE_KEY = "reference_outputs"
+MAX_REFERENCE_ELEMENTS = 2**24  # outputs of the 8 check samples (far more than any logits)
 
 
 @dataclass
@@ -101,8 +102,11 @@ def check_reference(
     device: str = "cpu",
 ) -> Verification:  # fmt: skip
     """Re-run the check batch on `model` and require its outputs to match `reference`."""
-    if reference.layout != torch.strided or not reference.dtype.is_floating_point:
-        raise SparsebenchError(f"corrupt {what}: its reference outputs are not dense floats")
+    plain = reference.layout == torch.strided and reference.device.type == "cpu"
+    if not plain or not reference.dtype.is_floating_point:
+        raise SparsebenchError(f"corrupt {what}: its reference outputs are not dense CPU floats")
+    if reference.numel() > MAX_REFERENCE_ELEMENTS:
+        raise SparsebenchError(f"corrupt {what}: {reference.numel():,} reference outputs")
     check = compare_outputs(
         StoredOutputs(reference.float()), model, check_inputs(input_shape), tolerance,
         "artifact check", device,

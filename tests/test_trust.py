@@ -340,3 +340,112 @@ def test_dataset_file_with_sparse_or_crafted_tensors_is_one_line(tmp_path):
     torch.save({"x": bad, "y": torch.arange(4)}, crafted)
     with pytest.raises(SparsebenchError, match="cannot read"):
         load_dataset(f"tensors:{crafted}")
+
+
+# --- crafted files from the review: bounded work and memory, one line each ----------------
+
+
+def test_metadata_sharing_one_list_many_times_is_refused_fast(sb_ckpt):
+    nested = [0]
+    for _ in range(12):
+        nested = [nested] * 40  # a kilobyte in the pickle, 40**12 paths to walk
+    _resave(sb_ckpt, lambda payload: payload[FORMAT_KEY].__setitem__("extra", {"x": nested}))
+    with pytest.raises(SparsebenchError, match="larger than 1,000,000 values"):
+        load(sb_ckpt)
+
+
+def test_arch_kwargs_that_build_forever_are_stopped(sb_ckpt, monkeypatch):
+    import sparsebench.arch
+
+    monkeypatch.setattr(sparsebench.arch, "SKELETON_SECONDS", 0.5)
+
+    def endless(payload):
+        payload[FORMAT_KEY]["arch"] = "mnist1d_cnn"
+        payload[FORMAT_KEY]["arch_kwargs"] = {"depth": 10**9}
+
+    _resave(sb_ckpt, endless)
+    with pytest.raises(SparsebenchError, match="took over"):
+        load(sb_ckpt)
+
+
+def test_expanded_views_do_not_pass_for_stored_weights(sb_ckpt, tmp_path):
+    out = tmp_path / "dense.pt"
+    export(sb_ckpt, out, ExportConfig.of("dense"))
+
+    def inflate(payload):
+        payload[FORMAT_KEY]["arch_kwargs"] = {"hidden": [20000, 20000]}
+        payload["state_dict"]["zz"] = torch.zeros(1).as_strided((10**7, 10**7), (0, 0))
+
+    _resave(out, inflate)
+    with pytest.raises(SparsebenchError, match="expanded view"):
+        load(out)
+
+
+def test_format_payload_shapes_are_checked_before_allocating(sb_ckpt, tmp_path):
+    out = _csr_artifact(sb_ckpt, tmp_path)
+    _resave(out, lambda p: p[FORMAT_KEY]["export"]["payload"]["layers"]["fc1"].__setitem__(
+        "shape", [2**40, 40]))  # fmt: skip
+    with pytest.raises(SparsebenchError, match="csr artifact: fc1 holds"):
+        load(out)
+    channels = tmp_path / "channels.pt"
+    export(sb_ckpt, channels, ExportConfig.of("channels", ratio=0.5))
+    _resave(channels, lambda p: p[FORMAT_KEY]["export"]["payload"].__setitem__(
+        "input_shape", [1, 2**30]))  # fmt: skip
+    with pytest.raises(SparsebenchError, match="implausibly large"):
+        load(channels)
+
+
+def test_huge_or_odd_reference_outputs_are_refused_before_use(sb_ckpt, tmp_path):
+    out = tmp_path / "dense.pt"
+    export(sb_ckpt, out, ExportConfig.of("dense"))
+    huge = torch.zeros(1, dtype=torch.float16).as_strided((2**17, 2**17), (0, 0))
+    _resave(out, lambda payload: payload["tensors"].__setitem__("reference_outputs", huge))
+    with pytest.raises(SparsebenchError, match="expanded view"):
+        load(out)
+    meta = torch.empty(8, 10, device="meta")
+    _resave(out, lambda payload: payload["tensors"].__setitem__("reference_outputs", meta))
+    with pytest.raises(SparsebenchError, match="meta tensor"):
+        load(out)
+
+
+def test_a_checkpoint_claiming_a_format_must_verify_as_one(sb_ckpt):
+    _resave(sb_ckpt, lambda payload: payload[FORMAT_KEY].__setitem__("format", "semi24"))
+    with pytest.raises(SparsebenchError, match="no reference outputs"):
+        load(sb_ckpt)
+
+
+def test_foreign_onnx_with_a_huge_declared_input_is_refused(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0)], "bomb",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 20000, 20000])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+    )  # fmt: skip
+    path = tmp_path / "bomb.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(SparsebenchError, match="implausibly large"):
+        load(path)
+
+
+def test_dataset_bombs_are_refused(tmp_path):
+    from PIL import Image
+
+    from sparsebench.data import load_dataset
+
+    folder = tmp_path / "images" / "cat"
+    folder.mkdir(parents=True)
+    Image.new("L", (8000, 8000)).save(folder / "big.png")  # 64 MP in a few kilobytes
+    with pytest.raises(SparsebenchError, match="pixels"):
+        load_dataset(f"imagefolder:{tmp_path / 'images'}")
+    view = tmp_path / "view.pt"
+    torch.save({"x": torch.zeros(1).as_strided((20000, 20000), (0, 0)), "y": torch.zeros(2)}, view)
+    with pytest.raises(SparsebenchError, match="expanded view"):
+        load_dataset(f"tensors:{view}")
+    npz = tmp_path / "bomb.npz"
+    np = pytest.importorskip("numpy")
+    np.savez_compressed(npz, x=np.zeros((20000, 1000), dtype=np.float32), y=np.zeros(20000, int))
+    with pytest.raises(SparsebenchError, match="zip bomb"):
+        load_dataset(f"tensors:{npz}")

@@ -39,6 +39,8 @@ def build_dataset(name: str, x, y, classes: list[str] | None, source: str) -> Da
     x, y = (v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v)) for v in (x, y))
     if x.layout != torch.strided or y.layout != torch.strided:
         raise SparsebenchError(f"{source}: samples and labels must be dense tensors")
+    if x.device.type != "cpu" or y.device.type != "cpu":
+        raise SparsebenchError(f"{source}: samples and labels must be CPU tensors")
     if x.dim() < 1 or len(x) == 0:
         raise SparsebenchError(f"{source}: no samples")
     if not (x.is_floating_point() or x.dtype in _INT_DTYPES):

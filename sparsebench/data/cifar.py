@@ -124,10 +124,10 @@ def _read_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise SparsebenchError(f"{path}: data must be uint8 of shape (N, 3072)")
     labels = _field(batch, label_key, path)
-    try:
-        return data, np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
-        raise SparsebenchError(f"{path}: {label_key.decode()} are not integers") from None
+    flat = isinstance(labels, list) and len(labels) == len(data)
+    if not flat or not all(type(label) is int for label in labels):
+        raise SparsebenchError(f"{path}: {label_key.decode()} are not one integer per image")
+    return data, np.asarray(labels, dtype=np.int64)
 
 
 def load_cifar(name: str, path: Path | None, split: str) -> Dataset:
@@ -141,8 +141,11 @@ def load_cifar(name: str, path: Path | None, split: str) -> Dataset:
     files = layout.train if split == "train" else (layout.test,)
     batches = [_read_batch(root / f, layout.label_key) for f in files]
     names = _field(load_pickle(root / layout.meta), layout.names_key, root / layout.meta)
-    if not isinstance(names, list | tuple):
-        raise SparsebenchError(f"{root / layout.meta}: {layout.names_key.decode()} is not a list")
+    plain = isinstance(names, list | tuple) and len(names) <= 10_000
+    if not plain or not all(isinstance(c, bytes | str) and len(c) <= 1000 for c in names):
+        raise SparsebenchError(
+            f"{root / layout.meta}: {layout.names_key.decode()} is not a list of class names"
+        )
     classes = [c.decode() if isinstance(c, bytes) else str(c) for c in names]
     mean, std = (np.array(v, dtype=np.float32).reshape(1, 3, 1, 1) for v in NORMALIZATION[name])
     images = np.concatenate([data for data, _ in batches]).reshape(-1, 3, 32, 32)

@@ -43,9 +43,16 @@ def read_rgb(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
+            if image.width * image.height > MAX_PIXELS:  # checked before decoding a pixel
+                raise SparsebenchError(
+                    f"image {path} is {image.width}x{image.height}, over {MAX_PIXELS:,} pixels"
+                )
             return np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
         raise SparsebenchError(f"cannot read image {path}: {exc}") from None
+
+
+MAX_PIXELS = 2**25  # 32 MP: larger than any photo a classifier reads, far below a bomb
 
 
 @register_dataset("imagefolder")

@@ -9,11 +9,15 @@ import numpy as np
 import torch
 
 from ..errors import SparsebenchError
+from ..metadata import check_tensor
 from ._checks import build_dataset, require_path
 from .base import Dataset, register_dataset
 
 TENSOR_SUFFIXES = (".pt", ".pth", ".npz")
 KEY_PAIRS = (("x", "y"), ("inputs", "targets"), ("data", "labels"))
+MAX_PLAIN_BYTES = 64 * 2**20  # an .npz member this large must not inflate more than MAX_RATIO
+MAX_RATIO = 100
+MAX_CLASSES = 100_000
 
 
 def read_arrays(path: Path) -> dict:
@@ -24,6 +28,7 @@ def read_arrays(path: Path) -> dict:
     try:
         if is_npz:
             with np.load(path, allow_pickle=False) as npz:
+                _refuse_bombs(npz.zip, path)
                 return {key: npz[key] for key in npz.files}
         with torch.sparse.check_sparse_tensor_invariants():  # crafted indices: an error
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -35,6 +40,39 @@ def read_arrays(path: Path) -> dict:
         return obj
     kind = type(obj).__name__
     raise SparsebenchError(f"{path} holds a {kind}; expected a dict or an (x, y) pair")
+
+
+def _refuse_bombs(archive: zipfile.ZipFile, path: Path) -> None:
+    """Refuse an .npz member that inflates far beyond its compressed size (a zip bomb)."""
+    for info in archive.infolist():
+        inflated = info.file_size > MAX_PLAIN_BYTES
+        if inflated and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise SparsebenchError(
+                f"{path}: {info.filename} inflates {info.compress_size:,} bytes to "
+                f"{info.file_size:,}; refused as a zip bomb"
+            )
+
+
+def _samples(value, path: Path, what: str):
+    """A tensor or array of samples or labels, checked like any tensor read from a file."""
+    if isinstance(value, torch.Tensor):
+        return check_tensor(value, f"{path}: {what}")
+    if isinstance(value, np.ndarray):
+        return value
+    raise SparsebenchError(
+        f"{path}: {what} must be a tensor or an array, not {type(value).__name__}"
+    )
+
+
+def _classes(value, path: Path) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray) and value.dtype.kind in "US":
+        value = value.reshape(-1).tolist()
+    ok = isinstance(value, list | tuple) and len(value) <= MAX_CLASSES
+    if not ok or not all(isinstance(c, str | int) and len(str(c)) <= 1000 for c in value):
+        raise SparsebenchError(f"{path}: classes must be a list of at most {MAX_CLASSES:,} names")
+    return [str(c) for c in value]
 
 
 def _reason(exc: Exception) -> str:
@@ -67,9 +105,8 @@ def load_tensors(path: Path | None, split: str) -> Dataset:
         raise SparsebenchError(f"tensors reads {', '.join(TENSOR_SUFFIXES)} files, not {path}")
     arrays = read_arrays(path)
     x, y = pick_samples(arrays, path)
-    classes = arrays.get("classes")
-    if classes is not None:
-        classes = [str(c) for c in np.asarray(classes).reshape(-1).tolist()]
+    x, y = _samples(x, path, "samples"), _samples(y, path, "labels")
+    classes = _classes(arrays.get("classes"), path)
     try:
         return build_dataset("tensors", x, y, classes, str(path))
     except (TypeError, ValueError, RuntimeError) as exc:

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..arch import load_state_dict_strict
 from ..measure.sparsity import prunable_layers
+from ..metadata import check_shape
 from ..options import check_number
 from ._channel_removal import (
     GroupPlan,
@@ -154,7 +155,8 @@ class ChannelsExporter(Exporter):
 
     def restore(self, model: nn.Module, payload: dict, state_dict: dict, device: str) -> nn.Module:
         model = model.eval()
-        example = torch.zeros(payload.get("input_shape") or [1])
+        shape = check_shape(payload.get("input_shape") or [1], "channels artifact", "payload")
+        example = torch.zeros([1, *shape[1:]])  # one sample traces the channel groups
         replay_(model, example, payload.get("removed", []))
         load_state_dict_strict(model, state_dict, "channels artifact")
         return model.to(device)

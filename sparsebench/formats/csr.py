@@ -250,7 +250,13 @@ class CSRExporter(Exporter):
             stored = state_dict.get(f"{name}.weight")
             if not isinstance(stored, torch.Tensor) or stored.layout != torch.sparse_csr:
                 raise SparsebenchError(f"csr artifact: {name}.weight is not a sparse_csr tensor")
-            placeholder = empty_csr(tuple(spec["shape"]), module.weight)
+            expected = (module.weight.shape[0], module.weight[0].numel())
+            if tuple(spec["shape"]) != expected or tuple(stored.shape) != expected:
+                raise SparsebenchError(
+                    f"csr artifact: {name} holds a {list(stored.shape)} matrix, the "
+                    f"architecture's layer takes {list(expected)}"
+                )
+            placeholder = empty_csr(expected, module.weight)
             replace_module(model, name, csr_layer(module, placeholder))
         load_state_dict_strict(model, state_dict, "csr artifact")
         return model.eval().to(device)

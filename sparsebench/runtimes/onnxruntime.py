@@ -26,7 +26,7 @@ from ..errors import SparsebenchError, first_line
 from ..load import LoadedModel, LoadOptions, check_input, resolve_input_shape
 from ..measure.macs import MacsResult
 from ..measure.sparsity import SparsitySummary
-from ..metadata import check_shape, read_onnx_metadata
+from ..metadata import check_meta_fields, check_shape, read_onnx_metadata
 from ..verify import reference_from_json
 from .base import Runtime, RuntimeModule, register_runtime
 from .onnx_graph import GraphSummary, count_onnx_macs
@@ -170,12 +170,13 @@ def _checkpoint_meta(metadata: dict | None) -> CheckpointMeta | None:
         stored_bytes=metadata.get("stored_bytes", 0),
         layers=metadata.get("layers", []),
     )
+    fields = {key: metadata.get(key) for key in ("arch", "dataset", "input_shape", "classes")}
+    fields = check_meta_fields({**fields, "arch": fields["arch"] or "(onnx)"}, "ONNX metadata")
     return CheckpointMeta(
-        arch=metadata.get("arch") or "",
-        arch_kwargs=metadata.get("arch_kwargs") or {},
-        input_shape=metadata.get("input_shape"),
-        dataset=metadata.get("dataset"),
-        classes=metadata.get("classes"),
+        arch=fields["arch"],
+        input_shape=fields.get("input_shape"),
+        dataset=fields.get("dataset"),
+        classes=fields.get("classes"),
         format="onnx",
         export=export,
     )
@@ -197,7 +198,8 @@ def load_onnx(path: str | Path, options: LoadOptions) -> LoadedModel:
     found = None
     if not options.input_shape:
         stored = (metadata or {}).get("input_shape")
-        found = tuple(check_shape(stored, str(path))) if stored else _graph_shape(module, path)
+        found = check_shape(stored or list(_graph_shape(module, path)), str(path), "input_shape")
+        found = tuple(found)
     shape = resolve_input_shape(options, found, path)
     _check_declared(module, shape, path)
     check_input(module, shape, options.device)
