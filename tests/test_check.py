@@ -56,6 +56,7 @@ def mlp_profile(tmp_path):
     return _profile(tmp_path, 'name = "mlp"\nzoo = "mnist1d_mlp"\nseed = 0\nprune = 0.5')
 
 
+@pytest.mark.timing
 def test_unchanged_model_passes_and_writes_step_summary(mlp_profile, tmp_path, monkeypatch):
     assert _check(mlp_profile, "--update-baseline").exit_code == 0
     assert (tmp_path / "quick.baseline.json").is_file()
@@ -67,6 +68,7 @@ def test_unchanged_model_passes_and_writes_step_summary(mlp_profile, tmp_path, m
     assert "| mlp | latency/ref b=1 |" in summary.read_text()
 
 
+@pytest.mark.timing
 def test_no_false_alarm_over_five_runs(mlp_profile):
     assert _check(mlp_profile, "--update-baseline").exit_code == 0
     codes = [_check(mlp_profile).exit_code for _ in range(5)]
@@ -103,8 +105,7 @@ def test_accuracy_drop_fails(tmp_path):
     save_checkpoint(checkpoint, model, meta, force=True)
     result = _check(profile)
     assert result.exit_code == 1, result.output
-    assert "trained accuracy_top1" in result.output
-    assert "latency" not in result.output.split("regression(s):")[1]
+    assert "trained accuracy_top1" in result.output  # latency may move too: timing, not tested
 
 
 def test_missing_baseline_is_one_line_exit_2(mlp_profile):

@@ -30,6 +30,7 @@ def test_every_variant_is_timed_in_every_round_in_rotating_order():
     assert all(len(blocks) == 3 for blocks in comparison.rounds.values())
 
 
+@pytest.mark.timing
 def test_a_slower_variant_shows_a_speedup_below_one():
     comparison = time_interleaved(
         {"fast": lambda: time.sleep(0.001), "slow": lambda: time.sleep(0.004)},
