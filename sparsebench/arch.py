@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .errors import SparsebenchError, first_line
+from .metadata import stored_bytes
 from .zoo import MODELS, create_model, get_model_spec
 
 
@@ -138,16 +139,35 @@ def build_skeleton(arch: str, kwargs: dict | None) -> nn.Module:
     Keyword arguments read from a file (a huge `num_classes`, a `depth` of 10**9) can then
     neither allocate memory nor loop for long before the weights are known to fit.
     """
-    with _time_limit(SKELETON_SECONDS, f"building architecture '{arch}' with {kwargs}"):
+    described = repr(kwargs)
+    described = described if len(described) <= 200 else described[:200] + "..."
+    with _time_limit(SKELETON_SECONDS, f"building architecture '{arch}' with {described}"):
         with torch.device("meta"):
             return build_model(arch, kwargs)
+
+
+MAX_GROWTH = 100  # a zoo model's weights may take this many times the bytes its file stores
+
+
+def check_growth(skeleton: nn.Module, stored, label: str) -> None:
+    """Refuse a skeleton whose weights would take far more bytes than the file really holds
+    (so a 4 KB file of empty sparse tensors cannot make sparsebench allocate gigabytes)."""
+    wanted = sum(t.numel() * t.element_size() for t in skeleton.state_dict().values())
+    held = stored_bytes(stored)
+    if wanted > MAX_GROWTH * max(held, 400_000):
+        raise SparsebenchError(
+            f"{label}: its architecture arguments build {wanted:,} bytes of weights for "
+            f"{held:,} stored; refused"
+        )
 
 
 def build_for_state(arch: str, kwargs: dict | None, state: dict, label: str) -> nn.Module:
     """Build `arch` and load `state`; a zoo architecture is first fitted on a weightless
     skeleton (code the user named runs once, as written)."""
     if not is_code_arch(arch):
-        check_state_fits(build_skeleton(arch, kwargs), state, label)
+        skeleton = build_skeleton(arch, kwargs)
+        check_growth(skeleton, state.values(), label)
+        check_state_fits(skeleton, state, label)
     model = build_model(arch, kwargs)
     load_state_dict_strict(model, state, label)
     return model

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .arch import build_model, build_skeleton
+from .arch import build_model, build_skeleton, check_growth
 from .device import check_device
 from .errors import SparsebenchError, first_line
 from .formats import get_exporter
@@ -27,13 +27,9 @@ from .load import (
     TorchFile,
     finish_loading,
     read_torch_file,
-    stored_bytes,
 )
 from .runtimes import runtime_for_file
 from .verify import REFERENCE_KEY, check_reference
-
-# an artifact's architecture may hold at most this many times the elements its file stores
-MAX_GROWTH = 100
 
 
 def load(path: str | Path, options: LoadOptions | None = None, **kwargs) -> LoadedModel:
@@ -108,14 +104,7 @@ def _restore(found: TorchFile, device: str) -> nn.Module:
 
 def _build_bounded(found: TorchFile, fmt: str) -> nn.Module:
     """Build the architecture, refusing arguments that make it far larger than the weights
-    the file really stores (bytes of storage, so expanded views and empty sparse tensors of a
-    huge shape count for what they hold)."""
+    the file really stores (`arch.check_growth`)."""
     skeleton = build_skeleton(found.arch, found.arch_kwargs)
-    wanted = sum(t.numel() * t.element_size() for t in skeleton.state_dict().values())
-    stored = stored_bytes(found.state.values())
-    if wanted > MAX_GROWTH * max(stored, 400_000):
-        raise SparsebenchError(
-            f"corrupt {fmt} artifact: its architecture arguments build {wanted:,} bytes of "
-            f"weights for {stored:,} stored"
-        )
+    check_growth(skeleton, found.state.values(), f"corrupt {fmt} artifact")
     return build_model(found.arch, found.arch_kwargs)

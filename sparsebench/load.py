@@ -29,7 +29,7 @@ from .arch import build_for_state, is_code_arch, zoo_input_shape
 from .checkpoint import CheckpointMeta, is_sparsebench_checkpoint, read_meta
 from .errors import SparsebenchError, first_line
 from .masks import fold_module_, fold_state_dict
-from .metadata import check_tensor
+from .metadata import check_tensor, check_zip_members
 
 _STATE_KEYS = ("state_dict", "model_state_dict", "model")
 
@@ -118,6 +118,7 @@ def detect_kind(path: Path) -> str:
         return "torch"
     try:
         with zipfile.ZipFile(path) as archive:
+            check_zip_members(archive, path)
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise SparsebenchError(f"cannot read {path}: corrupt archive ({exc})") from exc
@@ -214,27 +215,6 @@ def _tensor_dict(value: Any, path: Path, field: str) -> dict[str, torch.Tensor]:
     for key, tensor in value.items():
         check_tensor(tensor, f"{path}: '{field}.{key}'")
     return value
-
-
-def stored_bytes(tensors) -> int:
-    """Bytes the tensors really hold in storage (sparse ones: their values and indices)."""
-    seen, total = set(), 0
-    for tensor in tensors:
-        if tensor.layout == torch.sparse_coo:
-            parts = [tensor._values(), tensor._indices()]
-        elif tensor.layout == torch.sparse_csr:
-            parts = [tensor.values(), tensor.col_indices(), tensor.crow_indices()]
-        else:
-            parts = [tensor]
-        for part in parts:
-            if type(part) not in (torch.Tensor, nn.Parameter):  # a wrapper (2:4) tensor
-                total += part.numel() * part.element_size()
-                continue
-            storage = part.untyped_storage()
-            if storage.data_ptr() not in seen:
-                seen.add(storage.data_ptr())
-                total += storage.nbytes()
-    return total
 
 
 def file_arch(meta: CheckpointMeta, options: LoadOptions, path: Path) -> str:

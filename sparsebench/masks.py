@@ -17,41 +17,66 @@ _PARAM_MARK = ".parametrizations."
 
 
 def fold_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Return a state_dict with masks multiplied in, and the names of the folded tensors."""
+    """Return a state_dict with masks multiplied in, and the names of the folded tensors.
+
+    A mask must have exactly its weight's shape: a file's masks are never broadcast.
+    """
     out: dict[str, torch.Tensor] = {}
     folded: list[str] = []
     masks = {k for k in state if k.endswith("_mask") and k[: -len("_mask")] + "_orig" in state}
+    groups = _parametrization_masks(state)
     for key, value in state.items():
         if key in masks:
             continue
         if key.endswith("_orig") and key[: -len("_orig")] + "_mask" in masks:
             name = key[: -len("_orig")]
-            out[name] = value * state[name + "_mask"].to(value.dtype)
+            out[name] = _masked(value, [state[name + "_mask"]], name)
             folded.append(name)
         elif _PARAM_MARK in key:
-            _fold_parametrization(key, value, state, out, folded)
+            owner, tensor_name, leaf = _split_parametrization(key)
+            if leaf == "original":
+                name = f"{owner}.{tensor_name}"
+                out[name] = _masked(value, groups.get((owner, tensor_name), []), name)
+                folded.append(name)
         else:
             out[key] = value
     return out, folded
 
 
-def _fold_parametrization(key, value, state, out, folded) -> None:
+def _split_parametrization(key: str) -> tuple[str, str, str]:
+    """(owner, tensor name, leaf) of `owner.parametrizations.NAME.LEAF`; only pruning masks."""
     owner, rest = key.split(_PARAM_MARK, 1)
-    tensor_name, leaf = rest.split(".", 1)
-    prefix = f"{owner}{_PARAM_MARK}{tensor_name}."
-    if leaf != "original":
-        if not (leaf.endswith(".mask") and leaf.split(".")[0].isdigit()):
+    tensor_name, _, leaf = rest.partition(".")
+    is_mask = leaf.endswith(".mask") and leaf.split(".")[0].isdigit()
+    if not tensor_name or not (leaf == "original" or is_mask):
+        raise SparsebenchError(
+            f"cannot fold parametrization tensor '{key}': only pruning masks can be folded"
+        )
+    return owner, tensor_name, leaf
+
+
+def _parametrization_masks(state: dict) -> dict[tuple[str, str], list[torch.Tensor]]:
+    """The masks of every parametrized tensor, grouped in one pass over the keys."""
+    groups: dict[tuple[str, str], list[tuple[str, torch.Tensor]]] = {}
+    for key, value in state.items():
+        if _PARAM_MARK in key:
+            owner, tensor_name, leaf = _split_parametrization(key)
+            if leaf != "original":
+                groups.setdefault((owner, tensor_name), []).append((leaf, value))
+    return {
+        name: [v for _, v in sorted(items, key=lambda kv: kv[0])] for name, items in groups.items()
+    }
+
+
+def _masked(weight: torch.Tensor, masks: list[torch.Tensor], name: str) -> torch.Tensor:
+    for mask in masks:
+        if mask.layout != torch.strided or tuple(mask.shape) != tuple(weight.shape):
             raise SparsebenchError(
-                f"cannot fold parametrization tensor '{key}': only pruning masks can be folded"
+                f"cannot fold the mask of '{name}': shape {list(mask.shape)} is not the "
+                f"weight's {list(weight.shape)}"
             )
-        return  # a mask, applied when its `original` is met
-    weight = value
-    masks = sorted(k for k in state if k.startswith(prefix) and k.endswith(".mask"))
-    for mask_key in masks:
-        weight = weight * state[mask_key].to(weight.dtype)
-    name = f"{owner}.{tensor_name}"
-    out[name] = weight
-    folded.append(name)
+        weight = weight * mask.to(weight.dtype)
+    return weight
 
 
 def fold_module_(model: nn.Module) -> list[str]:

@@ -31,6 +31,7 @@ MAX_INPUT_DIMS = 8
 # a shape read from a file (or an ONNX graph) must not ask for more than this per sample
 # (64 MiB of float32; the 8-sample check batch then takes 512 MiB)
 MAX_INPUT_ELEMENTS = 2**24
+MAX_BATCH_ELEMENTS = 2**26  # and per batch: 256 MiB of float32
 MAX_NODES = 1_000_000  # values in one file's metadata (a reference of 8 x 1000 logits is 8,000)
 
 
@@ -86,14 +87,14 @@ def expect(value: Any, kind: type | tuple[type, ...], source: str, field: str) -
 
 def check_shape(value: Any, source: str, field: str = "input_shape") -> list[int]:
     """A positive integer shape of at most MAX_INPUT_DIMS dimensions and MAX_INPUT_ELEMENTS
-    elements per sample (the first dimension is the batch)."""
+    elements per sample and MAX_BATCH_ELEMENTS in all (the first dimension is the batch)."""
     expect(value, (list, tuple), source, field)
     if not 1 <= len(value) <= MAX_INPUT_DIMS:
         raise _fail(source, field, f"has {len(value)} dimensions")
     dims = [expect(d, int, source, field) for d in value]
     if min(dims) < 1:
         raise _fail(source, field, f"has a dimension < 1 ({list(dims)})")
-    if math.prod(dims[1:]) > MAX_INPUT_ELEMENTS or dims[0] > 2**16:
+    if math.prod(dims[1:]) > MAX_INPUT_ELEMENTS or math.prod(dims) > MAX_BATCH_ELEMENTS:
         raise _fail(source, field, f"{list(dims)} is implausibly large")
     return dims
 
@@ -183,6 +184,9 @@ def check_tensor(tensor: torch.Tensor, where: str) -> torch.Tensor:
     posing as a large weight)."""
     if tensor.device.type != "cpu":
         raise SparsebenchError(f"{where} is a {tensor.device.type} tensor, not a CPU one")
+    if tensor.layout not in (torch.strided, torch.sparse_coo, torch.sparse_csr):
+        raise SparsebenchError(f"{where} is a {tensor.layout} tensor; sparsebench reads dense, "
+                               "COO and CSR tensors")  # fmt: skip
     if tensor.is_nested or tensor.is_quantized:
         kind = "nested" if tensor.is_nested else "quantized"
         raise SparsebenchError(f"{where} is a {kind} tensor; sparsebench reads plain tensors")
@@ -194,3 +198,45 @@ def check_tensor(tensor: torch.Tensor, where: str) -> torch.Tensor:
                 "bytes (an expanded view); refused"
             )
     return tensor
+
+
+def stored_bytes(tensors) -> int:
+    """Bytes the tensors really hold in storage (sparse ones: their values and indices)."""
+    seen, total = set(), 0
+    for tensor in tensors:
+        if tensor.layout == torch.sparse_coo:
+            parts = [tensor._values(), tensor._indices()]
+        elif tensor.layout == torch.sparse_csr:
+            parts = [tensor.values(), tensor.col_indices(), tensor.crow_indices()]
+        else:
+            parts = [tensor]
+        for part in parts:
+            if type(part) not in (torch.Tensor, torch.nn.Parameter):  # a wrapper (2:4) tensor
+                total += part.numel() * part.element_size()
+                continue
+            storage = part.untyped_storage()
+            if storage.data_ptr() not in seen:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
+    return total
+
+
+MAX_PLAIN_BYTES = 64 * 2**20  # a zip member this large must not inflate more than MAX_RATIO
+MAX_RATIO = 100
+MAX_ZIP_BYTES = 16 * 2**30  # and no archive may inflate to more than this in all
+
+
+def check_zip_members(archive, path) -> None:
+    """Refuse a zip (torch.save file, .npz) whose members inflate far beyond their compressed
+    size (a zip bomb: torch.save itself never compresses)."""
+    total = 0
+    for info in archive.infolist():
+        total += info.file_size
+        inflated = info.file_size > MAX_PLAIN_BYTES
+        if (inflated and info.file_size > MAX_RATIO * max(info.compress_size, 1)) or (
+            total > MAX_ZIP_BYTES
+        ):
+            raise SparsebenchError(
+                f"{path}: {info.filename} inflates {info.compress_size:,} bytes to "
+                f"{info.file_size:,}; refused as a zip bomb"
+            )

@@ -449,3 +449,62 @@ def test_dataset_bombs_are_refused(tmp_path):
     np.savez_compressed(npz, x=np.zeros((20000, 1000), dtype=np.float32), y=np.zeros(20000, int))
     with pytest.raises(SparsebenchError, match="zip bomb"):
         load_dataset(f"tensors:{npz}")
+
+
+def test_masks_are_never_broadcast_or_malformed(state_dict_ckpt):
+    def broadcast(state):
+        weight = state.pop("fc1.weight")
+        state["fc1.parametrizations.weight.original"] = torch.zeros(30, 1, 1)
+        state["fc1.parametrizations.weight.0.mask"] = torch.ones(1, 30, 1)
+        assert weight is not None
+
+    state = torch.load(state_dict_ckpt, weights_only=True)
+    broadcast(state)
+    torch.save(state, state_dict_ckpt)
+    with pytest.raises(SparsebenchError, match="cannot fold the mask of 'fc1.weight'"):
+        load(state_dict_ckpt, arch=ARCH)
+    state["fc1.parametrizations.weight"] = torch.zeros(1)  # no leaf: not a parametrization
+    torch.save(state, state_dict_ckpt)
+    with pytest.raises(SparsebenchError, match="only pruning masks can be folded"):
+        load(state_dict_ckpt, arch=ARCH)
+
+
+def test_batch_times_sample_is_bounded_too(sb_ckpt):
+    _resave(sb_ckpt, lambda payload: payload[FORMAT_KEY].__setitem__("input_shape", [65536, 2048]))
+    with pytest.raises(SparsebenchError, match="implausibly large"):
+        load(sb_ckpt)
+
+
+def test_empty_sparse_weights_cannot_inflate_a_plain_checkpoint(tmp_path):
+    from sparsebench.zoo import create_model
+
+    skeleton = create_model(ARCH, hidden=(30000, 30000))
+    state = {k: torch.sparse_coo_tensor(torch.zeros(v.dim(), 0, dtype=torch.long), [], v.shape)
+             for k, v in skeleton.state_dict().items()}  # fmt: skip
+    path = tmp_path / "inflate.pt"
+    save = {FORMAT_KEY: {"version": 1, "arch": ARCH, "arch_kwargs": {"hidden": [30000, 30000]},
+                         "input_shape": [1, 40]}, "state_dict": state, "tensors": {}}  # fmt: skip
+    torch.save(save, path)
+    with pytest.raises(SparsebenchError, match="bytes of weights for"):
+        load(path)
+
+
+def test_deflated_torch_zip_bombs_are_refused(tmp_path):
+    path = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb/data.pkl", b"\0" * 10)
+        archive.writestr("bomb/data/0", b"\0" * (200 * 2**20))
+    with pytest.raises(SparsebenchError, match="zip bomb"):
+        load(path, arch=ARCH)
+
+
+def test_other_sparse_layouts_are_one_line(sb_ckpt, tmp_path):
+    out = _csr_artifact(sb_ckpt, tmp_path)
+
+    def to_bsr(payload):
+        weight = payload["state_dict"]["fc1.weight"]
+        payload["state_dict"]["fc1.weight"] = weight.to_dense().to_sparse_bsr((2, 2))
+
+    _resave(out, to_bsr)
+    with pytest.raises(SparsebenchError, match="sparse_bsr tensor"):
+        load(out)
