@@ -121,6 +121,8 @@ def _field(batch: dict, key: bytes, path: Path):
 def _read_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     batch = load_pickle(path)
     data = np.asarray(_field(batch, b"data", path))
+    if data.nbytes > path.stat().st_size:  # the release stores its pixels literally
+        raise SparsebenchError(f"{path}: its data array is larger than the file itself")
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise SparsebenchError(f"{path}: data must be uint8 of shape (N, 3072)")
     labels = _field(batch, label_key, path)

@@ -53,6 +53,7 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 MAX_PIXELS = 2**25  # 32 MP: larger than any photo a classifier reads, far below a bomb
+MAX_TOTAL_PIXELS = 2**27  # 134 MP in all: ~1.6 GB once converted to float32 RGB
 
 
 @register_dataset("imagefolder")
@@ -62,9 +63,15 @@ def load_imagefolder(path: Path | None, split: str) -> Dataset:
     if not directory.is_dir():
         raise SparsebenchError(f"imagefolder needs a directory of class folders, not {directory}")
     classes, files = list_images(split_root(directory, split))
-    images = []
+    images, pixels = [], 0
     for file, _ in files:
         image = read_rgb(file)
+        pixels += image.shape[0] * image.shape[1]
+        if pixels > MAX_TOTAL_PIXELS:  # the float copy takes 12 bytes a pixel
+            raise SparsebenchError(
+                f"{directory}: the images hold over {MAX_TOTAL_PIXELS:,} pixels in all; "
+                "sparsebench reads an image folder into memory (use fewer or smaller images)"
+            )
         if images and image.shape != images[0].shape:
             (h0, w0), (h, w) = images[0].shape[:2], image.shape[:2]
             raise SparsebenchError(
