@@ -216,11 +216,9 @@ def pruned_model() -> nn.Module:
 
 
 def export_function() -> Callable:
-    """`sparsebench.export.export` (`sparsebench.formats.export.export` in older trees)."""
-    try:
-        from sparsebench.export import export
-    except ImportError:
-        from sparsebench.formats.export import export
+    """`sparsebench.export.export`, imported when seeds are built."""
+    from sparsebench.export import export
+
     return export
 
 
@@ -241,7 +239,9 @@ def build_seeds(folder: Path) -> list[Seed]:
         path = folder / f"artifact_{fmt}.pt"
         export(ckpt, path, ExportConfig.of(format=fmt, verify_samples=8, **options), force=True)
         seeds.append(Seed(f"artifact-{fmt}", path))
-    export(ckpt, folder / "model.onnx", ExportConfig.of(format="onnx", verify_samples=8), force=True)
+    export(
+        ckpt, folder / "model.onnx", ExportConfig.of(format="onnx", verify_samples=8), force=True
+    )
     seeds.append(Seed("onnx", folder / "model.onnx"))
     shape = ["--input-shape", ",".join(map(str, SHAPE))]
     torch.jit.save(torch.jit.script(model), folder / "scripted.pt")
@@ -691,6 +691,7 @@ def _removed(layer: str, channels: Any, shape: Any = None) -> Callable[[dict], N
 
 def _ref_set(fn: Callable[[torch.Tensor], Any]) -> Callable[[dict], None]:
     """An edit of the stored reference outputs."""
+
     def edit(p: dict) -> None:
         p["tensors"]["reference_outputs"] = fn(p["tensors"]["reference_outputs"])
 
@@ -1001,6 +1002,7 @@ def set_onnx_meta(model, value: Any, raw: str | None = None) -> None:
 
 def _onnx_meta_edit(fn: Callable[[dict], Any]) -> Callable[[Any, Ctx], None]:
     """An ONNX edit applying `fn` to the parsed sparsebench metadata."""
+
     def edit(model, ctx):
         meta = onnx_meta(model)
         fn(meta)

@@ -27,7 +27,7 @@ class CheckpointMeta:
     classes: list[str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     format: str = "dense"
-    export: dict[str, Any] = field(default_factory=dict)  # exporter report (formats/artifact.py)
+    export: dict[str, Any] = field(default_factory=dict)  # export report, read by artifact.py
 
 
 def save_checkpoint(
