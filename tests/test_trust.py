@@ -508,3 +508,45 @@ def test_other_sparse_layouts_are_one_line(sb_ckpt, tmp_path):
     _resave(out, to_bsr)
     with pytest.raises(SparsebenchError, match="sparse_bsr tensor"):
         load(out)
+
+
+def _tiny_onnx(tmp_path, nodes, initializers=(), sparse=()):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [*nodes, helper.make_node("Identity", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 40])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 40])],
+        initializer=list(initializers), sparse_initializer=list(sparse),
+    )  # fmt: skip
+    path = tmp_path / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_onnx_graphs_that_ask_for_gigabytes_or_endless_loops_are_refused(tmp_path):
+    pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    huge = numpy_helper.from_array(np.array([1_500_000_000], dtype=np.int64), "s")
+    path = _tiny_onnx(tmp_path, [helper.make_node("ConstantOfShape", ["s"], ["big"])], [huge])
+    with pytest.raises(SparsebenchError, match="would hold 1,500,000,000 elements"):
+        load(path)
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond"], ["cond_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, [])],
+    )  # fmt: skip
+    trips = numpy_helper.from_array(np.array(10**12, dtype=np.int64), "m")
+    loop = helper.make_node("Loop", ["m", ""], [], body=body)
+    with pytest.raises(SparsebenchError, match="Loop of 1,000,000,000,000 iterations"):
+        load(_tiny_onnx(tmp_path, [loop], [trips]))
+    values = numpy_helper.from_array(np.zeros(0, dtype=np.float32), "w")
+    indices = numpy_helper.from_array(np.zeros(0, dtype=np.int64), "w_i")
+    sparse = helper.make_sparse_tensor(values, indices, [500_000_000])
+    with pytest.raises(SparsebenchError, match="sparse initializer"):
+        load(_tiny_onnx(tmp_path, [], sparse=[sparse]))

@@ -99,6 +99,24 @@ def _evaluate(node, inputs: list, opset: int) -> list | None:
         return None
 
 
+# ops whose output is no larger than their inputs put together: safe to fold when those are small
+_SHAPE_ARITHMETIC = {
+    "Add", "Sub", "Mul", "Div", "Mod", "Neg", "Abs", "Floor", "Ceil", "Cast", "Concat",
+    "Gather", "Unsqueeze", "Squeeze", "Slice", "Reshape", "Identity", "Equal", "Less",
+    "Greater", "Where", "Min", "Max", "Not", "And", "Or", "Sqrt", "ReduceProd", "Transpose",
+}  # fmt: skip
+
+
+def _small_result(node, known: dict, shapes: dict) -> bool:
+    """Whether folding `node` stays small: shape arithmetic on small inputs, or every output
+    already inferred to be small (so a `ConstantOfShape([1e9])` or `Range` is never run)."""
+    sizes = [math.prod(known[n].dims) for n in node.input if n]
+    if node.op_type in _SHAPE_ARITHMETIC and sum(sizes) <= MAX_FOLDED_ELEMENTS:
+        return True
+    outs = [shapes.get(n) for n in node.output if n]
+    return bool(outs) and all(o is not None and math.prod(o) <= MAX_FOLDED_ELEMENTS for o in outs)
+
+
 def _fold_round(model, shapes: dict, opset: int) -> bool:
     """Replace every node computable from known values by initializers; whether any was."""
     from onnx import numpy_helper
@@ -120,7 +138,8 @@ def _fold_round(model, shapes: dict, opset: int) -> bool:
             shape = shapes[node.input[0]][attrs.get("start", 0) : attrs.get("end", None)]
             outputs = [np.array(shape, dtype=np.int64)]
         elif node.op_type != "Shape" and all(not n or n in known for n in node.input):
-            outputs = _evaluate(node, [value(n) if n else None for n in node.input], opset)
+            if _small_result(node, known, shapes):  # checked before anything is evaluated
+                outputs = _evaluate(node, [value(n) if n else None for n in node.input], opset)
         if outputs is None or any(np.size(o) > MAX_FOLDED_ELEMENTS for o in outputs):
             kept.append(node)
             continue

@@ -29,6 +29,7 @@ from ..measure.sparsity import SparsitySummary
 from ..metadata import check_meta_fields, check_shape, read_onnx_metadata
 from ..verify import reference_from_json
 from .base import Runtime, RuntimeModule, register_runtime
+from .onnx_bounds import check_graph_bounds
 from .onnx_graph import GraphSummary, count_onnx_macs
 
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -189,6 +190,9 @@ def load_onnx(path: str | Path, options: LoadOptions) -> LoadedModel:
     try:
         model_proto = onnx.load(str(path))
         metadata = read_onnx_metadata(model_proto, path)
+        stored = (metadata or {}).get("input_shape")
+        hint = options.input_shape or (tuple(check_shape(stored, str(path))) if stored else ())
+        check_graph_bounds(model_proto, tuple(hint), path)
         module = OnnxRuntimeModule(model_proto, path, options.device)
     except SparsebenchError:
         raise
