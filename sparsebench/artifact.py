@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .arch import build_model, build_skeleton, check_growth
+from .arch import build_model, build_skeleton, check_growth, is_code_arch
 from .device import check_device
 from .errors import SparsebenchError, first_line
 from .formats import get_exporter
@@ -60,8 +60,7 @@ def _load_torch(path: Path, options: LoadOptions) -> LoadedModel:
     if found.artifact:
         reference = found.tensors.get(REFERENCE_KEY)
         if reference is None:  # before its format runs anything on the file's contents
-            what = f"{found.meta.format} artifact {path}"
-            raise SparsebenchError(f"{what} has no reference outputs to verify against; refused")
+            raise _no_reference(f"{found.meta.format} artifact {path}")
         model = _restore(found, options.device)
     fields = {"meta": found.meta, "folded": found.folded, "reference": reference}
     return finish_loading(model, path, options, found.kind, found.found_shape, **fields)
@@ -73,7 +72,7 @@ def verify_loaded(loaded: LoadedModel) -> LoadedModel:
         return loaded
     what = f"{loaded.format} artifact {loaded.source}"
     if loaded.reference is None:
-        raise SparsebenchError(f"{what} has no reference outputs to verify against; refused")
+        raise _no_reference(what)
     tolerance = get_exporter(loaded.format).artifact_tolerance(loaded.model)
     shape = loaded.meta.input_shape or list(loaded.input_shape)
     device = loaded.options.device
@@ -81,6 +80,10 @@ def verify_loaded(loaded: LoadedModel) -> LoadedModel:
         loaded.model, loaded.reference, shape, tolerance, what, device
     )
     return loaded
+
+
+def _no_reference(what: str) -> SparsebenchError:
+    return SparsebenchError(f"{what} has no reference outputs to verify against; refused")
 
 
 def _restore(found: TorchFile, device: str) -> nn.Module:
@@ -104,7 +107,8 @@ def _restore(found: TorchFile, device: str) -> nn.Module:
 
 def _build_bounded(found: TorchFile, fmt: str) -> nn.Module:
     """Build the architecture, refusing arguments that make it far larger than the weights
-    the file really stores (`arch.check_growth`)."""
-    skeleton = build_skeleton(found.arch, found.arch_kwargs)
-    check_growth(skeleton, found.state.values(), f"corrupt {fmt} artifact")
+    the file really stores (`arch.check_growth`). Code the user named runs once, as written."""
+    if not is_code_arch(found.arch):
+        skeleton = build_skeleton(found.arch, found.arch_kwargs)
+        check_growth(skeleton, found.state.values(), f"corrupt {fmt} artifact")
     return build_model(found.arch, found.arch_kwargs)

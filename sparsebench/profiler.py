@@ -26,7 +26,7 @@ from .measure.memory import measure_memory
 from .measure.size import file_size_mb, state_dict_size_mb
 from .measure.threads import fixed_threads
 from .results import MB, LatencyStats, MemoryResult, ProfileRow, Report
-from .runtimes import RuntimeModule, get_runtime, static_figures
+from .runtimes import RuntimeModule, get_runtime, runtime_for_file, static_figures
 
 RUNTIMES = ("torch", "onnxruntime")
 INTERLEAVED_ROUNDS = 5  # profile of several files: rows rotate through this many rounds
@@ -236,18 +236,17 @@ def _per_layer(sparsity, macs) -> list[dict]:
 
 
 def _open(path, options: LoadOptions, runtime: str, folder: Path) -> LoadedModel:
-    """Load `path` for `runtime`; a format the runtime does not accept is exported first
-    (a checkpoint for onnxruntime becomes an ONNX file), reporting the file the user gave."""
-    loaded = load(path, options)
+    """Load `path` for `runtime`: a PyTorch file for a runtime that opens its own files (a
+    checkpoint for onnxruntime) is exported to that format first, reporting the file the
+    user gave; eager torch runs whatever a file restores, and other files load as they are."""
     wanted = get_runtime(runtime)
-    if isinstance(loaded.model, RuntimeModule) or wanted.accepts_format(loaded.format):
-        return loaded
+    if runtime_for_file(Path(path)) is not None or not wanted.suffixes:
+        return load(path, options)
     from .export import export
     from .formats import ExportConfig
 
-    loaded.close()
     folder.mkdir(parents=True)
-    target = folder / f"{Path(path).stem}.{wanted.accepts[0]}"
+    target = folder / f"{Path(path).stem}{wanted.suffixes[0]}"
     export(path, target, ExportConfig.of(format=wanted.accepts[0]), replace(options, device="cpu"))
     converted = load(target, options)
     converted.name = Path(path).stem

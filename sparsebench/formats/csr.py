@@ -201,15 +201,6 @@ def _report(name: str, module: nn.Module, layer: _CSRLayer) -> LayerReport:
     return LayerReport(name, type(module).__name__, "converted", "CSR weight", details)
 
 
-def stored_bytes(model: nn.Module) -> int:
-    """Bytes of every tensor in `model`'s state, CSR weights as values + indices only."""
-    sizes = [
-        sum(csr_bytes(t)) if t.layout == torch.sparse_csr else tensor_bytes(t)
-        for t in model.state_dict().values()
-    ]
-    return sum(sizes)
-
-
 def expected_kernel_calls(layers: list[LayerReport]) -> int:
     """`kernel_evidence` hits of one CPU forward pass: one CSR matmul per converted layer."""
     return sum(layer.action == "converted" for layer in layers)
@@ -237,7 +228,8 @@ class CSRExporter(Exporter):
         model = model.eval().to(config.device)
         notes = [] if converted else ["no layer could be converted to CSR"]
         payload = {"layers": converted}
-        return Conversion(model, reports, stored_bytes(model), payload=payload, notes=notes)
+        stored = self.stored_bytes(model)  # values + indices, at the index dtype used
+        return Conversion(model, reports, stored, payload=payload, notes=notes)
 
     def restore(self, model: nn.Module, payload: dict, state_dict: dict, device: str) -> nn.Module:
         for name, spec in payload.get("layers", {}).items():
