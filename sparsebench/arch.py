@@ -50,7 +50,11 @@ def _import_factory(spec: str) -> Callable[..., nn.Module]:
 def build_model(arch: str, kwargs: dict | None = None) -> nn.Module:
     """Instantiate a zoo model or call an importable `module:factory` with `kwargs`."""
     kwargs = dict(kwargs or {})
-    if ":" in arch:
+    if arch == "hf":  # a transformers model from its config (hf.py): no code from the file
+        from .hf import build
+
+        model = build(kwargs)
+    elif ":" in arch:
         factory = _import_factory(arch)
         try:
             model = factory(**kwargs)

@@ -13,6 +13,7 @@ it names runs only when the user trusts the file, and reported figures are measu
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from torch import nn
@@ -21,6 +22,7 @@ from .arch import build_model, build_skeleton, check_growth, is_code_arch
 from .device import check_device
 from .errors import SparsebenchError, first_line
 from .formats import get_exporter
+from .inputs import InputSpecs
 from .load import (
     LoadedModel,
     LoadOptions,
@@ -28,6 +30,7 @@ from .load import (
     finish_loading,
     read_torch_file,
 )
+from .progress import step
 from .runtimes import runtime_for_file
 from .verify import REFERENCE_KEY, check_reference
 
@@ -39,19 +42,22 @@ def load(path: str | Path, options: LoadOptions | None = None, **kwargs) -> Load
     path = Path(path)
     if not path.exists():
         raise SparsebenchError(f"no such file: {path}")
-    if not path.is_file():
-        raise SparsebenchError(f"{path} is not a file")
+    if not path.is_file() and not (path / "config.json").is_file():
+        raise SparsebenchError(
+            f"{path} is not a file (nor a Hugging Face save_pretrained folder with config.json)"
+        )
     check_device(options.device)
     runtime = runtime_for_file(path)
-    if runtime is not None:  # a model for another runtime (ONNX Runtime, TensorRT)
-        loaded = runtime.open_file(path, options)
-    else:
-        loaded = _load_torch(path, options)
-    try:
-        return verify_loaded(loaded)
-    except BaseException:
-        loaded.close()
-        raise
+    with step(f"loading {path.name}"):
+        if runtime is not None:  # a model for another runtime (ONNX Runtime, TensorRT)
+            loaded = runtime.open_file(path, options)
+        else:
+            loaded = _load_torch(path, options)
+        try:
+            return verify_loaded(loaded)
+        except BaseException:
+            loaded.close()
+            raise
 
 
 def _load_torch(path: Path, options: LoadOptions) -> LoadedModel:
@@ -74,12 +80,22 @@ def verify_loaded(loaded: LoadedModel) -> LoadedModel:
     if loaded.reference is None:
         raise _no_reference(what)
     tolerance = get_exporter(loaded.format).artifact_tolerance(loaded.model)
-    shape = loaded.meta.input_shape or list(loaded.input_shape)
     device = loaded.options.device
     loaded.verification = check_reference(
-        loaded.model, loaded.reference, shape, tolerance, what, device
+        loaded.model, loaded.reference, _check_specs(loaded), tolerance, what, device
     )
     return loaded
+
+
+def _check_specs(loaded: LoadedModel) -> InputSpecs:
+    """The inputs an artifact's reference outputs were computed on: those it records (its
+    batch and sequence length as exported), else its stored input shape."""
+    meta = loaded.meta
+    if meta.inputs is not None:
+        return InputSpecs.from_json(meta.inputs, f"artifact {loaded.source}")
+    if meta.input_shape:
+        return InputSpecs((replace(loaded.specs.specs[0], shape=tuple(meta.input_shape)),))
+    return loaded.specs
 
 
 def _no_reference(what: str) -> SparsebenchError:

@@ -23,6 +23,7 @@ class CheckpointMeta:
     arch: str
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     input_shape: list[int] | None = None
+    inputs: list[dict] | None = None  # `InputSpecs.to_json()`: names, shapes, dtypes, ranges
     dataset: str | None = None
     classes: list[str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -18,8 +18,11 @@ from .checkpoint import CheckpointMeta, save_checkpoint
 from .errors import SparsebenchError
 from .formats import ExportConfig, get_exporter
 from .formats.base import Conversion, ExportResult, verification_inputs
+from .inputs import call
 from .io import check_writable
 from .load import LoadedModel, LoadOptions
+from .measure.sanity import sanity_warnings
+from .progress import step
 from .runtimes import RuntimeModule
 from .verify import REFERENCE_KEY, Verification, check_inputs, compare_outputs, require_passed
 
@@ -32,16 +35,25 @@ def _meta(loaded: LoadedModel, options: LoadOptions) -> CheckpointMeta:
     if options.arch:
         return CheckpointMeta(arch=options.arch, arch_kwargs=dict(options.arch_kwargs or {}))
     raise SparsebenchError(
-        f"export needs the architecture to rebuild the model: {loaded.source} is a {loaded.kind} "
-        "file; export from a sparsebench checkpoint or a state_dict with --arch"
+        f"export needs the architecture to rebuild the model: {loaded.source} is "
+        f"{KIND_NAMES.get(loaded.kind, loaded.kind + ' file')}; export from a sparsebench "
+        "checkpoint, a Hugging Face folder, or a state_dict with --arch"
     )
+
+
+KIND_NAMES = {
+    "export": "a torch.export program",
+    "torchscript": "a TorchScript archive",
+    "pickled-module": "a pickled module",
+}
 
 
 def _verify(conversion: Conversion, source, inputs, label, config, tolerance) -> Verification:
     reference = conversion.reference or source
-    verification = compare_outputs(
-        reference.to(config.device), conversion.model, inputs, tolerance, label, config.device
-    )
+    with step(f"verifying {config.format} against the dense model on {len(inputs)} samples"):
+        verification = compare_outputs(
+            reference.to(config.device), conversion.model, inputs, tolerance, label, config.device
+        )
     require_passed(verification, f"the {config.format} export")
     return verification
 
@@ -59,9 +71,23 @@ def export(
     exporter.check_ready(config)
     options = options or LoadOptions()
     with load(source, LoadOptions(**{**asdict(options), "device": "cpu"})) as loaded:
+        warnings = _sanity(loaded)
         if exporter.file_based:  # onnx, tensorrt: the format writes its own encoding
-            return exporter.export_file(loaded, Path(output), config, force)
-        return _export_checkpoint(loaded, source, output, config, options, force)
+            result = exporter.export_file(loaded, Path(output), config, force)
+        else:
+            result = _export_checkpoint(loaded, source, output, config, options, force)
+    result.warnings = warnings + result.warnings
+    return result
+
+
+def _sanity(loaded: LoadedModel) -> list[str]:
+    """All-zero layers and constant outputs of the source: a verification error of 0 means
+    nothing when the model ignores its input."""
+    if isinstance(loaded.model, RuntimeModule):
+        return []
+    with torch.inference_mode():
+        outputs = call(loaded.model, loaded.synthetic(seed=1, batch=8))
+    return sanity_warnings(loaded.model, outputs)[0]
 
 
 def _export_checkpoint(loaded, source, output, config, options, force) -> ExportResult:
@@ -75,13 +101,16 @@ def _export_checkpoint(loaded, source, output, config, options, force) -> Export
     meta = _meta(loaded, options)
     inputs, label = verification_inputs(loaded, config)
     dense_reference = copy.deepcopy(loaded.model)
-    conversion = exporter.convert(loaded.model, inputs[:1], config)
+    with step(f"converting to {config.format}"):
+        conversion = exporter.convert(loaded.model, inputs[:1], config)
     tolerance = exporter.tolerance_for(config)
     verification = _verify(conversion, dense_reference, inputs, label, config, tolerance)
     with torch.inference_mode():
-        reference_outputs = conversion.model(check_inputs(loaded.input_shape).to(config.device))
+        check = check_inputs(loaded.specs).to(config.device)
+        reference_outputs = call(conversion.model, check)
     layers = [asdict(layer) for layer in conversion.layers]
     meta.input_shape = list(loaded.input_shape)
+    meta.inputs = loaded.specs.to_json()
     meta.format = config.format
     meta.export = {
         "source": str(source),

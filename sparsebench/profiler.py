@@ -5,26 +5,29 @@ from __future__ import annotations
 import functools
 import math
 import tempfile
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
+from .adapt import AdaptedGraph
 from .artifact import load
 from .data import load_dataset
-from .data.synthetic import synthetic_inputs
 from .device import check_threads
 from .environment import collect_environment
 from .errors import SparsebenchError, first_line
+from .inputs import call
 from .load import LoadedModel, LoadOptions
 from .measure.accuracy import measure_accuracy
 from .measure.energy import measure_energy
 from .measure.interleaved import TimingConfig, time_interleaved
 from .measure.latency import LatencyConfig, measure_latency, spread_warning
 from .measure.memory import measure_memory
+from .measure.sanity import empty_layer_warning, sanity_warnings
 from .measure.size import file_size_mb, state_dict_size_mb
 from .measure.threads import fixed_threads
+from .progress import step
 from .results import MB, LatencyStats, MemoryResult, ProfileRow, Report
 from .runtimes import RuntimeModule, get_runtime, runtime_for_file, static_figures
 
@@ -73,11 +76,11 @@ def _build_from_file(path: str, options: LoadOptions, threads: int | None):
     if threads:
         torch.set_num_threads(threads)
     loaded = load(path, options)
-    return loaded.model, synthetic_inputs(loaded.input_shape).to(options.device)
+    return loaded.model, loaded.synthetic().to(options.device)
 
 
-def _build_in_memory(model, shape, device):
-    return model, synthetic_inputs(shape).to(device)
+def _build_in_memory(model, specs, device):
+    return model, specs.synthetic().to(device)
 
 
 def _memory(loaded: LoadedModel, config: ProfileConfig) -> MemoryResult:
@@ -87,7 +90,7 @@ def _memory(loaded: LoadedModel, config: ProfileConfig) -> MemoryResult:
         options = LoadOptions(**{**asdict(loaded.options), "device": config.device})
         build = functools.partial(_build_from_file, loaded.source, options, config.threads)
     else:
-        build = functools.partial(_build_in_memory, loaded.model, loaded.input_shape, config.device)
+        build = functools.partial(_build_in_memory, loaded.model, loaded.specs, config.device)
     return measure_memory(
         build, device=config.device, min_seconds=config.memory_seconds, threads=config.threads
     )
@@ -110,29 +113,42 @@ def profile_loaded(
 
 
 def _profile_row(loaded: LoadedModel, config: ProfileConfig, latency) -> ProfileRow:
-    model = loaded.model.to(config.device).eval()
-    inputs = synthetic_inputs(loaded.input_shape).to(config.device)
+    model = loaded.model.to(config.device)
+    if not isinstance(model, torch.fx.GraphModule | AdaptedGraph):
+        model = model.eval()  # a torch.export program is captured in its mode (no eval())
+    inputs = loaded.synthetic().to(config.device)
     sparsity, macs = static_figures(model, inputs[:1])
     with torch.inference_mode():
         if latency is None:
-            latency = measure_latency(lambda: model(inputs), config.device, config.latency)
-        energy = (
-            measure_energy(
-                lambda: model(inputs),
-                _sync(config.device),
-                device=config.device,
-                batch_size=loaded.batch_size,
-                min_seconds=config.energy_seconds,
+            with step(f"timing {loaded.name}"):
+                latency = measure_latency(
+                    lambda: call(model, inputs), config.device, config.latency
+                )
+        energy_step = step(f"measuring energy of {loaded.name}") if config.energy else nullcontext()
+        with energy_step:
+            energy = (
+                measure_energy(
+                    lambda: call(model, inputs),
+                    _sync(config.device),
+                    device=config.device,
+                    batch_size=loaded.batch_size,
+                    min_seconds=config.energy_seconds,
+                    latency_s=latency.median / 1e3,
+                )
+                if config.energy
+                else None
             )
-            if config.energy
-            else None
-        )
-    memory = _memory(loaded, config)
+    with step(f"measuring memory of {loaded.name}") if config.memory else nullcontext():
+        memory = _memory(loaded, config)
     accuracy = None
     if config.data:
-        dataset = load_dataset(config.data, config.data_split)
-        accuracy = measure_accuracy(model, dataset, loaded.input_shape, config.device)
+        with step(f"measuring accuracy of {loaded.name} on {config.data}"):
+            dataset = load_dataset(config.data, config.data_split)
+            accuracy = measure_accuracy(model, dataset, loaded.input_shape, config.device)
     warnings = [w for w in (spread_warning(latency),) if w]
+    warnings += energy.warnings if energy is not None else []
+    sanity, flags = _sanity(loaded, model, sparsity, config.device)
+    warnings += sanity
     artifact = _artifact_info(loaded, model, inputs, config.device)
     warnings += artifact.pop("warnings")
     if loaded.source:
@@ -149,6 +165,7 @@ def _profile_row(loaded: LoadedModel, config: ProfileConfig, latency) -> Profile
         device=config.device,
         batch_size=loaded.batch_size,
         input_shape=list(loaded.input_shape),
+        inputs=loaded.specs.to_json(),
         params=sparsity.params,
         nonzero_params=sparsity.nonzero_params,
         sparsity_pct=sparsity.sparsity_pct,
@@ -174,8 +191,25 @@ def _profile_row(loaded: LoadedModel, config: ProfileConfig, latency) -> Profile
         accuracy=asdict(accuracy) if accuracy else None,
         per_layer=_per_layer(sparsity, macs) if config.per_layer else None,
         warnings=warnings,
+        flags=flags,
         **artifact,
     )
+
+
+SANITY_SAMPLES = 8  # distinct inputs: constant outputs show only across samples
+
+
+def _sanity(loaded: LoadedModel, model, sparsity, device: str) -> tuple[list[str], dict]:
+    """Warnings and JSON flags for all-zero layers and outputs that ignore the input (the
+    layers of a model another runtime holds are read off its weights, `sparsity`)."""
+    with torch.inference_mode():
+        outputs = call(model, loaded.synthetic(seed=1, batch=SANITY_SAMPLES).to(device))
+    if not isinstance(model, RuntimeModule):
+        return sanity_warnings(model, outputs)
+    warnings, flags = sanity_warnings(torch.nn.Module(), outputs)
+    empty = [layer.name for layer in sparsity.layers if layer.params and not layer.nonzero]
+    flags["empty_layers"] = empty
+    return [empty_layer_warning(name) for name in empty] + warnings, flags
 
 
 def _format_of(loaded: LoadedModel, model) -> str:
@@ -207,10 +241,11 @@ def _artifact_info(loaded: LoadedModel, model, inputs, device: str) -> dict:
         converted = exporter.converted_layers(model)
         kernels = kernel_evidence(model, inputs, converted, exporter.kernel_evidence, device)
         if kernels["fell_back_to_dense"]:
-            names = ", ".join(kernels["fell_back_to_dense"][:3])
+            fell = kernels["fell_back_to_dense"]
+            more = f" and {len(fell) - 3} more" if len(fell) > 3 else ""
             warnings.append(
-                f"{len(kernels['fell_back_to_dense'])} converted layer(s) ran no sparse kernel "
-                f"(fell back to dense): {names}"
+                f"{kernels['sparse_layers']} of {kernels['converted_layers']} converted layers "
+                f"ran a sparse kernel; {len(fell)} fell back to dense: {', '.join(fell[:3])}{more}"
             )
     return {
         "warnings": warnings,
@@ -261,13 +296,13 @@ def _time_rows(opened: list[LoadedModel], config: ProfileConfig) -> list[Latency
         return [None] * len(opened)  # profile_loaded times a single row itself
     calls = {}
     for index, loaded in enumerate(opened):
-        inputs = synthetic_inputs(loaded.input_shape).to(config.device)
-        calls[str(index)] = lambda m=loaded.model, x=inputs: m(x)
+        inputs = loaded.synthetic().to(config.device)
+        calls[str(index)] = lambda m=loaded.model, x=inputs: call(m, x)
     latency, rounds = config.latency, INTERLEAVED_ROUNDS
     timing = TimingConfig(rounds, block_seconds=latency.min_seconds / rounds,
                           block_iters=math.ceil(latency.min_iters / rounds),
                           warmup=latency.warmup)  # fmt: skip
-    with torch.inference_mode():
+    with torch.inference_mode(), step(f"timing {len(opened)} models interleaved ({rounds} rounds)"):
         comparison = time_interleaved(calls, timing, config.device)
     return [LatencyStats.from_samples(comparison.samples(str(i))) for i in range(len(opened))]
 

@@ -76,7 +76,13 @@ def percentile(ordered: list[float], q: float) -> float:
 
 @dataclass
 class MemoryResult:
-    """Peak and average memory over the inference window (MB), or why it is unavailable."""
+    """Peak and average memory over the inference window (MB), or why it is unavailable.
+
+    `baseline_mb` is what the process (CPU: RSS) or allocator (CUDA) held after the model was
+    built and warmed up, before the window; `peak_increase_mb` and `avg_increase_mb` are the
+    peak and average over it, what inference added. Results read from JSON written before those
+    two fields existed get them derived from the absolute figures and the baseline.
+    """
 
     peak_mb: float | None
     avg_mb: float | None
@@ -85,11 +91,28 @@ class MemoryResult:
     samples: int = 0
     details: dict[str, Any] = field(default_factory=dict)
     unavailable_reason: str | None = None
+    peak_increase_mb: float | None = None
+    avg_increase_mb: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.baseline_mb is not None:
+            if self.peak_increase_mb is None and self.peak_mb is not None:
+                self.peak_increase_mb = self.peak_mb - self.baseline_mb
+            if self.avg_increase_mb is None and self.avg_mb is not None:
+                self.avg_increase_mb = self.avg_mb - self.baseline_mb
 
 
 @dataclass
 class EnergyResult:
-    """Energy per inference (mJ), with the idle power subtracted, or why it is unavailable."""
+    """Energy per inference (mJ), with the idle power subtracted, or why it is unavailable.
+
+    An "inference" here is one call of the measured function, a forward pass of the whole
+    batch: `inferences` counts those calls in the window (each of `batch_size` samples) and
+    `mj_per_inference` is per call. `avg_power_w` is the window's joules over its seconds
+    (idle included; the same figure as `active_power_w`). `implied_mj` is what the latency
+    step implies per call, (avg_power_w - idle_power_w) x latency median, comparable with
+    `mj_per_inference`; `warnings` says when they disagree, or when the window was cut short.
+    """
 
     mj_per_inference: float | None
     method: str
@@ -99,6 +122,10 @@ class EnergyResult:
     inferences: int = 0
     is_estimate: bool = False
     unavailable_reason: str | None = None
+    batch_size: int = 1
+    avg_power_w: float | None = None
+    implied_mj: float | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -139,6 +166,8 @@ class ProfileRow:
     stored_mb: float | None = None  # weights as the format stores them (values + indices ...)
     kernels: dict[str, Any] | None = None  # measure/kernels.py: did the sparse kernels run?
     runtime_options: dict[str, Any] | None = None  # e.g. ONNX Runtime providers and threads
+    inputs: list[dict[str, Any]] | None = None  # `InputSpecs.to_json()`: names, shapes, dtypes
+    flags: dict[str, Any] = field(default_factory=dict)  # e.g. empty_layers, constant_outputs
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProfileRow:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
@@ -55,22 +56,52 @@ def _epoch(model, x, y, optimizer, batch_size, generator) -> float:
     return total / len(x)
 
 
-def fit(model: nn.Module, train: Dataset, shape: tuple[int, ...], config: TrainConfig) -> int:
+def _columns(config: TrainConfig) -> list:
+    """Progress columns: the epoch count out of `epochs`, or under a time budget the epoch and
+    the budget's elapsed/total seconds (the epoch cap is a bound it may never reach)."""
+    if config.max_seconds:
+        count = "epoch {task.fields[epoch]} · {task.fields[elapsed]:.0f}/{task.fields[budget]:g} s"
+        columns = [TextColumn(count + " budget"), BarColumn()]
+    else:
+        columns = [TextColumn("epoch {task.completed}/{task.total}"), BarColumn()]
+    return columns + [TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn()]
+
+
+def _progress_state(config: TrainConfig, epochs: int, elapsed: float) -> dict:
+    """`Progress.update` arguments after `epochs` epochs in `elapsed` seconds.
+
+    Under a time budget the bar is the larger of the budget and the epoch cap used so far, so it
+    fills whichever stops training first.
+    """
+    if not config.max_seconds:
+        return {"completed": epochs}
+    done = max(elapsed / config.max_seconds, epochs / config.epochs)
+    return {"completed": min(done, 1.0), "epoch": epochs, "elapsed": elapsed}
+
+
+def fit(
+    model: nn.Module,
+    train: Dataset,
+    shape: tuple[int, ...],
+    config: TrainConfig,
+    console: Console | None = None,
+) -> int:
     """Train `model` in place on `train`; returns the number of epochs run."""
     x, y = fit_samples(train.x, shape), train.y
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start = time.perf_counter()
-    columns = [TextColumn("epoch {task.completed}/{task.total}"), BarColumn()]
-    columns += [TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn()]
+    budget = {"budget": config.max_seconds, "epoch": 0, "elapsed": 0.0}
+    total = 1.0 if config.max_seconds else config.epochs
     epochs = 0
-    with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("train", total=config.epochs, loss=float("nan"))
+    with Progress(*_columns(config), transient=False, console=console) as progress:
+        task = progress.add_task("train", total=total, loss=float("nan"), **budget)
         for _ in range(config.epochs):
             loss = _epoch(model, x, y, optimizer, config.batch_size, generator)
             epochs += 1
-            progress.update(task, advance=1, loss=loss)
-            if config.max_seconds and time.perf_counter() - start > config.max_seconds:
+            elapsed = time.perf_counter() - start
+            progress.update(task, loss=loss, **_progress_state(config, epochs, elapsed))
+            if config.max_seconds and elapsed > config.max_seconds:
                 break
     return epochs
 

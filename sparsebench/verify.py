@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .data.synthetic import synthetic_inputs
 from .errors import SparsebenchError
+from .inputs import Batch, InputSpecs, as_batch, call
 
 CHECK_SEED = 1234
 CHECK_SAMPLES = 8
@@ -43,15 +43,16 @@ class Verification:
 def compare_outputs(
     reference: nn.Module,
     exported: nn.Module,
-    inputs: torch.Tensor,
+    inputs: Batch | torch.Tensor,
     tolerance: float,
     source: str,
     device: str = "cpu",
 ) -> Verification:
     """Run both models on `inputs` and measure how far the exported outputs are."""
+    inputs = as_batch(inputs).to(device)
     with torch.inference_mode():
-        ref = reference(inputs.to(device)).float().cpu()
-        out = exported(inputs.to(device)).float().cpu()
+        ref = call(reference, inputs).float().cpu()
+        out = call(exported, inputs).float().cpu()
     if ref.shape != out.shape:
         raise SparsebenchError(
             f"verification failed: output shape {list(out.shape)} != reference {list(ref.shape)}"
@@ -62,7 +63,7 @@ def compare_outputs(
         float((ref.argmax(dim=-1) == out.argmax(dim=-1)).float().mean()) if ref.dim() > 1 else 1.0
     )
     return Verification(
-        samples=int(inputs.shape[0]),
+        samples=len(inputs),
         max_abs_err=abs_err,
         max_rel_err=abs_err / scale,
         top1_agreement=agreement,
@@ -81,9 +82,11 @@ def require_passed(verification: Verification, what: str) -> None:
         )
 
 
-def check_inputs(input_shape: list[int] | tuple[int, ...]) -> torch.Tensor:
+def check_inputs(specs: InputSpecs | list[int] | tuple[int, ...]) -> Batch:
     """The deterministic batch an artifact's reference outputs were computed on."""
-    return synthetic_inputs((CHECK_SAMPLES, *input_shape[1:]), seed=CHECK_SEED)
+    if not isinstance(specs, InputSpecs):
+        specs = InputSpecs.single(specs)
+    return specs.synthetic(seed=CHECK_SEED, batch=CHECK_SAMPLES)
 
 
 class StoredOutputs(nn.Module):
@@ -93,12 +96,12 @@ class StoredOutputs(nn.Module):
         super().__init__()
         self.outputs = outputs
 
-    def forward(self, x):
+    def forward(self, *inputs):
         return self.outputs
 
 
 def check_reference(
-    model: nn.Module, reference: torch.Tensor, input_shape, tolerance: float, what: str,
+    model: nn.Module, reference: torch.Tensor, specs, tolerance: float, what: str,
     device: str = "cpu",
 ) -> Verification:  # fmt: skip
     """Re-run the check batch on `model` and require its outputs to match `reference`."""
@@ -108,7 +111,7 @@ def check_reference(
     if reference.numel() > MAX_REFERENCE_ELEMENTS:
         raise SparsebenchError(f"corrupt {what}: {reference.numel():,} reference outputs")
     check = compare_outputs(
-        StoredOutputs(reference.float()), model, check_inputs(input_shape), tolerance,
+        StoredOutputs(reference.float()), model, check_inputs(specs), tolerance,
         "artifact check", device,
     )  # fmt: skip
     require_passed(check, f"{what} (tampered or corrupted?)")

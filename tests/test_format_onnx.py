@@ -175,8 +175,8 @@ def test_failed_verification_writes_nothing(tmp_path, monkeypatch):
     ckpt = checkpoint(tmp_path, ARCH, (1, 40))
     real = onnx_format.torch_to_onnx
 
-    def broken(model, example):  # an exporter bug: one weight comes out wrong
-        model_proto = real(model, example)
+    def broken(model, example, specs=None):  # an exporter bug: one weight comes out wrong
+        model_proto = real(model, example, specs)
         tensor = model_proto.graph.initializer[0]
         tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * 2, tensor.name))
         return model_proto

@@ -17,9 +17,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sparsebench"
 # lowest first; a module may import from its own layer and the layers below it
 LAYERS = [
     ("base", ["errors", "registry", "options", "device", "io", "_optional", "environment",
-              "results", "metadata"]),
+              "results", "metadata", "inputs", "progress"]),
+    ("adapters", ["adapt"]),
     ("building blocks", ["zoo", "data", "masks", "measure", "arch", "checkpoint", "verify",
-                         "prune", "train"]),
+                         "prune", "train", "hf"]),
     ("torch files", ["load"]),
     ("runtimes", ["runtimes"]),
     ("formats", ["formats"]),

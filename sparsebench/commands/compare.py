@@ -15,12 +15,17 @@ from .shared import (
     BatchSize,
     Device,
     Force,
+    Inputs,
     InputShape,
+    OutputKey,
+    Quiet,
+    SeqLen,
     Trust,
     app,
     console,
     friendly_errors,
     load_options,
+    set_quiet,
 )
 
 
@@ -75,11 +80,16 @@ def compare(
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
     input_shape: InputShape = None,
+    input: Inputs = None,
+    seq_len: SeqLen = None,
+    output_key: OutputKey = None,
     batch_size: BatchSize = None,
     trust_checkpoint: Trust = False,
     force: Force = False,
+    quiet: Quiet = False,
 ) -> None:
     """Convert checkpoints to each format, verify, time all variants interleaved, and advise."""
+    set_quiet(quiet)
     from ..compare import CompareConfig
     from ..compare import compare as run_compare
     from ..compare.render import print_compare, renderer
@@ -95,7 +105,17 @@ def compare(
                            data=data, data_split=split, max_acc_drop=max_acc_drop, ratio=ratio,
                            rounds=rounds, block_seconds=block_seconds, threads=threads)  # fmt: skip
     check_optional_count("--batch-size", batch_size)  # LoadOptions checks it only on load
-    options = load_options(arch, arch_kwargs, input_shape, batch_size, trust_checkpoint, device)
+    options = load_options(
+        arch,
+        arch_kwargs,
+        input_shape,
+        batch_size,
+        trust_checkpoint,
+        device,
+        input,
+        seq_len,
+        output_key,
+    )
     report = run_compare(checkpoints, config, options)
     print_compare(report, console)
     if output is not None:

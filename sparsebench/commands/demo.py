@@ -41,11 +41,11 @@ def demo(
     train_config = TrainConfig(epochs=200, max_seconds=seconds)  # checks --seconds up front
     out_dir.mkdir(parents=True, exist_ok=True)
     dense, pruned = out_dir / f"{arch}.pt", out_dir / f"{arch}_pruned{round(amount * 100)}.pt"
-    console.print(f"[bold]1/3[/bold] training {arch} on {data} for up to {seconds:.0f} s")
+    console.print(f"[bold]1/3[/bold] training {arch} on {data} for up to {seconds:g} s")
     train(arch, data, dense, train_config, force=force)
     console.print(
-        f"[bold]2/3[/bold] magnitude-pruning {amount:.0%} of the weights, "
-        f"then {finetune:.0f} s of fine-tuning with the masks fixed"
+        f"[bold]2/3[/bold] magnitude-pruning {100 * amount:.3g}% of the weights, "
+        f"then {finetune:g} s of fine-tuning with the masks fixed"
     )
     loaded = load(dense)
     magnitude_prune_(loaded.model, amount, fold=False)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..options import check_optional_count
@@ -16,12 +17,18 @@ from .shared import (
     BatchSize,
     Device,
     Force,
+    Inputs,
     InputShape,
+    OutputKey,
+    Quiet,
+    SeqLen,
     Trust,
     app,
     console,
+    err_console,
     friendly_errors,
     load_options,
+    set_quiet,
 )
 
 
@@ -31,7 +38,10 @@ def layer_table(layers: list[dict], title: str) -> Table:
     for header in ("Layer", "Type", "Action", "Reason / details"):
         table.add_column(header)
     for layer in layers:
-        details = ", ".join(f"{k}={v}" for k, v in layer.get("details", {}).items())
+        details = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in layer.get("details", {}).items()
+        )
         text = "; ".join(part for part in (layer.get("reason", ""), details) if part)
         table.add_row(layer["name"] or "(root)", layer["kind"], layer["action"], text)
     return table
@@ -74,11 +84,16 @@ def export(
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
     input_shape: InputShape = None,
+    input: Inputs = None,
+    seq_len: SeqLen = None,
+    output_key: OutputKey = None,
     batch_size: BatchSize = None,
     trust_checkpoint: Trust = False,
     force: Force = False,
+    quiet: Quiet = False,
 ) -> None:
     """Convert a checkpoint to FORMAT, verify it against the dense model, write the artifact."""
+    set_quiet(quiet)
     from ..export import export as run_export
     from ..formats import ExportConfig
 
@@ -93,7 +108,17 @@ def export(
     chosen = {name: value for name, value in given.items() if value is not None}
     config = ExportConfig.of(format, device=device, data=data, **chosen)
     check_optional_count("--batch-size", batch_size)  # LoadOptions checks it only on load
-    options = load_options(arch, arch_kwargs, input_shape, batch_size, trust_checkpoint, "cpu")
+    options = load_options(
+        arch,
+        arch_kwargs,
+        input_shape,
+        batch_size,
+        trust_checkpoint,
+        "cpu",
+        input,
+        seq_len,
+        output_key,
+    )
     try:
         result = run_export(checkpoint, output, config, options, force)
     except Exception as exc:
@@ -114,6 +139,8 @@ def export(
         f"{check.max_rel_err:.1e} (tolerance {check.tolerance:.0e}), top-1 agreement "
         f"{check.top1_agreement:.1%}"
     )
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     for note in result.notes:
         console.print(f"• {note}")
     console.print(f"stored weights {result.stored_bytes / MB:.3f} MB; wrote {output}")

@@ -16,13 +16,18 @@ from .shared import (
     BatchSize,
     Device,
     Force,
+    Inputs,
     InputShape,
+    OutputKey,
+    Quiet,
+    SeqLen,
     Trust,
     app,
     console,
     err_console,
     friendly_errors,
     load_options,
+    set_quiet,
 )
 
 
@@ -34,6 +39,9 @@ def profile(
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
     input_shape: InputShape = None,
+    input: Inputs = None,
+    seq_len: SeqLen = None,
+    output_key: OutputKey = None,
     batch_size: BatchSize = None,
     trust_checkpoint: Trust = False,
     data: Annotated[
@@ -60,8 +68,10 @@ def profile(
         Path | None, typer.Option("--output", "-o", help="Write .md, .json or .csv.")
     ] = None,
     force: Force = False,
+    quiet: Quiet = False,
 ) -> None:
     """Measure sparsity, size, MACs, memory, latency, energy and accuracy of checkpoints."""
+    set_quiet(quiet)
     from ..measure.latency import LatencyConfig
     from ..profiler import ProfileConfig
     from ..profiler import profile as run_profile
@@ -86,7 +96,17 @@ def profile(
         runtime=runtime,
     )
     check_optional_count("--batch-size", batch_size)  # LoadOptions checks it only on load
-    options = load_options(arch, arch_kwargs, input_shape, batch_size, trust_checkpoint, device)
+    options = load_options(
+        arch,
+        arch_kwargs,
+        input_shape,
+        batch_size,
+        trust_checkpoint,
+        device,
+        input,
+        seq_len,
+        output_key,
+    )
     report = run_profile(checkpoints, config, options)
     print_report(report, console)
     if output is not None:

@@ -10,8 +10,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperOption
 
 from ..errors import SparsebenchError
+
+
+def _flag_type(self, ctx):
+    """No `<bool>` type beside an on/off flag: `--force` takes no value."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type  # tests/test_cli_help.py: help shows no <bool>
 
 app = typer.Typer(
     help="Profile pruned neural networks: size, MACs, memory, latency, energy, accuracy.",
@@ -80,10 +90,32 @@ def parse_kwargs(text: str | None) -> dict | None:
 
 
 Arch = Annotated[
-    str | None, typer.Option(help="Zoo name or package.module:factory (for plain state_dicts).")
+    str | None,
+    typer.Option(
+        help="For plain state_dicts: a zoo name (see `sparsebench models`), "
+        "package.module:factory or path/file.py:factory (runs that code)."
+    ),
 ]
 ArchKwargs = Annotated[str | None, typer.Option(help="JSON keyword arguments for --arch.")]
-InputShape = Annotated[str | None, typer.Option(help="Input shape with batch, e.g. 1,3,32,32.")]
+InputShape = Annotated[
+    str | None, typer.Option(help="Shape of a one-input float model, batch first: 1,3,32,32.")
+]
+Inputs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input",
+        help="One model input as name:shape:dtype[:low-high] (range inclusive), repeated in "
+        "call order, e.g. --input input_ids:1x128:int64:0-30521 "
+        "--input attention_mask:1x128:int64:1-1.",
+    ),
+]
+SeqLen = Annotated[
+    int | None, typer.Option(help="Sequence length of token inputs (dimension 1 of int inputs).")
+]
+OutputKey = Annotated[
+    str | None,
+    typer.Option(help="Output to measure when the model returns a dict/tuple (default: logits)."),
+]
 BatchSize = Annotated[int | None, typer.Option(help="Override the batch dimension.")]
 Trust = Annotated[
     bool,
@@ -93,12 +125,29 @@ Trust = Annotated[
 ]
 Device = Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress lines on stderr (errors still show).")
+]
 
 
-def load_options(arch, arch_kwargs, input_shape, batch_size, trust, device):
+def set_quiet(quiet: bool) -> None:
+    """Apply --quiet to the progress lines of every step (`sparsebench.progress`)."""
+    from ..progress import set_quiet as apply
+
+    apply(quiet)
+
+
+def load_options(arch, arch_kwargs, input_shape, batch_size, trust, device, inputs=None,
+                 seq_len=None, output_key=None):  # fmt: skip
     """Build LoadOptions from the shared loading flags."""
+    from ..inputs import parse_inputs
     from ..load import LoadOptions
+    from ..options import check_optional_count
 
+    check_optional_count("--seq-len", seq_len)
+    specs = parse_inputs(inputs)
+    if specs and input_shape:
+        raise SparsebenchError("give either --input-shape or --input, not both")
     return LoadOptions(
         arch=arch,
         arch_kwargs=parse_kwargs(arch_kwargs),
@@ -106,4 +155,7 @@ def load_options(arch, arch_kwargs, input_shape, batch_size, trust, device):
         batch_size=batch_size,
         trust_checkpoint=trust,
         device=device,
+        inputs=specs,
+        seq_len=seq_len,
+        output_key=output_key,
     )

@@ -90,6 +90,7 @@ def prune(
             f"{loaded.kind} file; pass --arch"
         )
     meta.input_shape = meta.input_shape or list(loaded.input_shape)
+    meta.inputs = meta.inputs or loaded.specs.to_json()
     method = f"{scope}-l1-unstructured"
     meta.extra = {**meta.extra, "pruned": {"method": method, "amount": amount}}
     magnitude_prune_(loaded.model, amount, scope=scope)

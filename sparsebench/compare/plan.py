@@ -12,14 +12,14 @@ import copy
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from ..artifact import load
-from ..data.synthetic import synthetic_inputs
 from ..errors import SparsebenchError, first_line
 from ..formats import ExportConfig, get_exporter
+from ..inputs import Batch, InputSpecs
 from ..load import LoadedModel, LoadOptions
+from ..progress import step
 from ..results import MB
 from .config import CompareConfig
 
@@ -41,6 +41,11 @@ class Variant:
     size_source: str = ""
     converted: list[str] = field(default_factory=list)
     unavailable: str | None = None
+    specs: InputSpecs | None = None  # the model's inputs (one float input of input_shape if None)
+
+    def __post_init__(self):
+        if self.specs is None:
+            self.specs = InputSpecs.single(self.input_shape)
 
     @property
     def key(self) -> str:
@@ -51,16 +56,17 @@ class Variant:
         return f"{self.checkpoint}|dense|torch"
 
 
-def verify_inputs(shape: tuple[int, ...]) -> torch.Tensor:
+def verify_inputs(specs: InputSpecs | tuple[int, ...]) -> Batch:
     """The synthetic batch every variant is verified on."""
-    return synthetic_inputs((VERIFY_SAMPLES, *shape[1:]), seed=0)
+    specs = specs if isinstance(specs, InputSpecs) else InputSpecs.single(specs)
+    return specs.synthetic(seed=0, batch=VERIFY_SAMPLES)
 
 
 def _in_memory(loaded: LoadedModel, fmt: str, config: CompareConfig, base: Variant) -> Variant:
     # --ratio is the channels format's option: every other format converts as it is
     extra = {"ratio": config.ratio} if fmt == "channels" else {}
     export_config = ExportConfig.of(fmt, device=config.device, **extra)
-    example = verify_inputs(loaded.input_shape)[:1].to(config.device)
+    example = verify_inputs(loaded.specs)[:1].to(config.device)
     conversion = get_exporter(fmt).convert(copy.deepcopy(loaded.model), example, export_config)
     converted = [x.name for x in conversion.layers if x.action == "converted"]
     return replace(base, model=conversion.model.eval(),
@@ -85,12 +91,14 @@ def plan_checkpoint(path: Path, config: CompareConfig, options: LoadOptions, fol
     loaded.model.eval()
     variants = []
     for fmt, runtime in config.variants():
-        base = Variant(str(path), loaded.name, fmt, runtime, tuple(loaded.input_shape))
+        base = Variant(str(path), loaded.name, fmt, runtime, tuple(loaded.input_shape),
+                       specs=loaded.specs)  # fmt: skip
         try:
-            if fmt == "onnx":
-                variants.append(_onnx(Path(path), loaded, options, folder, base))
-            else:
-                variants.append(_in_memory(loaded, fmt, config, base))
+            with step(f"converting {loaded.name} to {fmt}"):
+                if fmt == "onnx":
+                    variants.append(_onnx(Path(path), loaded, options, folder, base))
+                else:
+                    variants.append(_in_memory(loaded, fmt, config, base))
         except Exception as exc:  # one format failing here must not drop the others
             if fmt == "dense":
                 raise
@@ -101,7 +109,9 @@ def plan_checkpoint(path: Path, config: CompareConfig, options: LoadOptions, fol
 
 def plan_variants(paths, config: CompareConfig, options: LoadOptions, folder: Path):
     """Every variant of every checkpoint; loading errors fail before anything is timed."""
-    missing = [str(p) for p in paths if not Path(p).is_file()]
+    missing = [
+        str(p) for p in paths if not (Path(p).is_file() or (Path(p) / "config.json").is_file())
+    ]
     if missing:
         raise SparsebenchError(f"no such checkpoint: {missing[0]}")
     if len({str(Path(p).resolve()) for p in paths}) != len(paths):

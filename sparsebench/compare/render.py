@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import SparsebenchError
-from .results import CompareReport, CompareRow
+from .results import CompareReport, CompareRow, percent_text, ratio_text
 
 NA = "n/a"
 TABLE_WIDTH = 220
@@ -26,20 +26,41 @@ def _num(value, digits=2, suffix=""):
 def _speedup(row: CompareRow) -> str:
     if row.speedup is None:
         return NA
-    return f"{row.speedup:.2f}x [{row.speedup_low:.2f}, {row.speedup_high:.2f}]"
+    low, high = ratio_text(row.speedup_low), ratio_text(row.speedup_high)
+    return f"{ratio_text(row.speedup)}x [{low}, {high}]"
 
 
-def _kernel(row: CompareRow) -> str:
+def _kernel_counts(row: CompareRow) -> tuple[int, int] | None:
+    """(layers that ran a sparse kernel, converted layers), from the row or its evidence."""
+    if row.converted_layers is not None and row.sparse_kernel_layers is not None:
+        return row.sparse_kernel_layers, row.converted_layers
+    kernels = row.kernels or {}
+    if "converted_layers" in kernels and "sparse_layers" in kernels:
+        return kernels["sparse_layers"], kernels["converted_layers"]
+    return None
+
+
+def kernel_text(row: CompareRow) -> str:
+    """'yes (36 of 36 layers)', 'yes (35 of 36 layers; 1 fell back)', or 'no' when none ran."""
     if row.sparse_kernel_ran is None:
         return NA
-    return "yes" if row.sparse_kernel_ran else "no (fell back to dense)"
+    counts = _kernel_counts(row)
+    if counts is None:  # a report written before the counts were kept
+        return "yes" if row.sparse_kernel_ran else "no (fell back to dense)"
+    ran, converted = counts
+    if converted == 0:
+        return "no (no layer converted)"
+    if ran == 0:
+        return f"no (0 of {converted} layers; all fell back to dense)"
+    fell_back = converted - ran
+    return f"yes ({ran} of {converted} layers" + (f"; {fell_back} fell back)" if fell_back else ")")
 
 
 COLUMNS: list[tuple[str, Callable[[CompareRow], str]]] = [
     ("Model", lambda r: r.model),
     ("Format", lambda r: r.format),
     ("Runtime", lambda r: r.runtime),
-    ("Sparsity (%)", lambda r: _num(r.sparsity_pct, 1)),
+    ("Sparsity (%)", lambda r: NA if r.sparsity_pct is None else percent_text(r.sparsity_pct, 1)),
     ("Size (MB)", lambda r: _num(r.size_mb, 3)),
     ("MACs (M)", lambda r: _num(r.macs_m, 3)),
     ("Eff. MACs (M)", lambda r: _num(r.effective_macs_m, 3)),
@@ -49,7 +70,7 @@ COLUMNS: list[tuple[str, Callable[[CompareRow], str]]] = [
     ("Size ratio", lambda r: _num(r.size_ratio, 2, "x")),
     ("Δtop-1 (pts)", lambda r: _num(r.delta_top1, 2)),
     ("Verify err", lambda r: NA if r.verify_err is None else f"{r.verify_err:.1e}"),
-    ("Sparse kernel ran", _kernel),
+    ("Sparse kernel ran", kernel_text),
 ]
 
 
@@ -57,14 +78,21 @@ def _caption(report: CompareReport) -> str:
     env, cfg = report.environment, report.config
     return (
         f"{cfg.get('device')} ({env.get('gpu') or env.get('cpu')}), torch {env.get('torch')}, "
-        f"{cfg.get('torch_threads')} threads, {cfg.get('rounds')} interleaved rounds. Speedup = "
-        "median [p10, p90] of per-round ratios dense/variant (>1 faster); theoretical = dense "
-        "MACs / effective MACs; size ratio = dense stored size / variant size; MB = 2^20 B."
+        f"{cfg.get('torch_threads')} threads, {cfg.get('rounds')} interleaved rounds. Latency = "
+        "median over rounds of each round's median call; speedup = dense latency / variant "
+        "latency (>1 faster) [p10, p90 of per-round ratios]; theoretical = dense MACs / "
+        "effective MACs; size ratio = dense stored size / variant size; MB = 2^20 B."
     )
 
 
 def _unavailable(report: CompareReport) -> list[str]:
     return [f"{r.label}: not measured: {r.unavailable}" for r in report.rows if r.unavailable]
+
+
+def _warnings(report: CompareReport) -> list[str]:
+    """Sanity warnings (empty layers, constant outputs) of each checkpoint, once each."""
+    seen = dict.fromkeys(f"{r.model}: {w}" for r in report.rows for w in r.warnings)
+    return list(seen)
 
 
 def terminal_table(report: CompareReport) -> Table:
@@ -90,6 +118,8 @@ def print_compare(report: CompareReport, console: Console) -> None:
     wide.print(terminal_table(report))
     for note in _unavailable(report):
         console.print(f"[dim]• {escape(note)}[/dim]", highlight=False)
+    for warning in _warnings(report):
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     console.print(f"advice: {report.advice}", markup=False, highlight=False)
 
 
@@ -104,6 +134,7 @@ def render_markdown(report: CompareReport) -> str:
         if r.unavailable is None
     ]
     lines += ["", *(f"- {note}" for note in _unavailable(report))]
+    lines += [f"- **warning:** {warning}" for warning in _warnings(report)]
     lines += ["", f"**Advice:** {report.advice}", ""]
     lines += [f"![{Path(p).stem}]({Path(p).as_posix()})" for p in report.plots]
     return "\n".join(lines).rstrip() + "\n"
@@ -112,11 +143,12 @@ def render_markdown(report: CompareReport) -> str:
 def render_csv(report: CompareReport) -> str:
     """One CSV line per variant with every field of the row (raw numbers)."""
     buffer = io.StringIO()
-    names = [k for k in CompareRow.__dataclass_fields__ if k != "kernels"]
+    names = [k for k in CompareRow.__dataclass_fields__ if k not in ("kernels", "warnings")]
     writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
     writer.writeheader()
     for row in report.rows:
-        writer.writerow({k: getattr(row, k) for k in names})
+        values = {k: getattr(row, k) for k in names}
+        writer.writerow({k: ";".join(v) if isinstance(v, list) else v for k, v in values.items()})
     return buffer.getvalue()
 
 

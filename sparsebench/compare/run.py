@@ -1,13 +1,15 @@
 """Measure every variant once (static figures, verification, kernels, accuracy), then time all
 of them together in one interleaved run so machine drift hits every variant alike.
 
-Speedup confidence: each variant's speedup is the median of per-round ratios (its baseline's
-round median / its own round median) with the 10th-90th percentile of those ratios as the
-interval; `measure/interleaved.py` computes them.
+Latency and speedup come from the same samples: a variant's latency is the median over rounds
+of its per-round median call time, its speedup is its baseline's latency / its own (so the
+table's columns agree), and the 10th-90th percentile of per-round ratios (baseline round median
+/ own round median, `measure/interleaved.py`) is the speedup's interval.
 """
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -15,15 +17,17 @@ from pathlib import Path
 import torch
 
 from ..data import load_dataset
-from ..data.synthetic import synthetic_inputs
 from ..environment import collect_environment
 from ..errors import SparsebenchError, first_line
 from ..formats import get_exporter
+from ..inputs import call
 from ..load import LoadOptions
 from ..measure.accuracy import measure_accuracy
 from ..measure.interleaved import Comparison, time_interleaved
 from ..measure.kernels import kernel_evidence
+from ..measure.sanity import sanity_warnings
 from ..measure.threads import fixed_threads
+from ..progress import step
 from ..results import percentile
 from ..runtimes.base import static_figures
 from ..verify import compare_outputs
@@ -41,7 +45,7 @@ def _static(variant: Variant, config: CompareConfig) -> CompareRow:
     if variant.unavailable:
         return row
     model, device = variant.model, config.device
-    inputs = synthetic_inputs(variant.input_shape).to(device)
+    inputs = variant.specs.synthetic().to(device)
     sparsity, macs = static_figures(model, inputs[:1])
     row.sparsity_pct, row.macs_m, row.effective_macs_m = (
         sparsity.sparsity_pct,
@@ -50,7 +54,7 @@ def _static(variant: Variant, config: CompareConfig) -> CompareRow:
     )
     exporter = get_exporter(variant.format)
     check = compare_outputs(variant.reference.to(device), model,
-                            verify_inputs(variant.input_shape), exporter.tolerance,
+                            verify_inputs(variant.specs), exporter.tolerance,
                             "synthetic", device)  # fmt: skip
     row.verify_err = check.max_rel_err
     if not check.passed:
@@ -63,10 +67,22 @@ def _static(variant: Variant, config: CompareConfig) -> CompareRow:
         row.kernels = kernel_evidence(model, inputs, variant.converted, exporter.kernel_evidence,
                                       device)  # fmt: skip
         row.sparse_kernel_ran = row.kernels["sparse_kernel_ran"]
+        row.converted_layers = row.kernels["converted_layers"]
+        row.sparse_kernel_layers = row.kernels["sparse_layers"]
+    if variant.format == "dense":
+        _sanity(row, model, variant.specs, device)
     if config.data:
         dataset = load_dataset(config.data, config.data_split)
         row.top1 = measure_accuracy(model, dataset, variant.input_shape, device).top1
     return row
+
+
+def _sanity(row: CompareRow, model, specs, device: str) -> None:
+    """Empty layers and constant outputs of a checkpoint's dense model, on the verify batch."""
+    with torch.inference_mode():
+        outputs = call(model, verify_inputs(specs).to(device))
+    row.warnings, flags = sanity_warnings(model, outputs)
+    row.empty_layers, row.constant_outputs = flags["empty_layers"], flags["constant_outputs"]
 
 
 def _static_or_unavailable(variant: Variant, config: CompareConfig) -> CompareRow:
@@ -85,10 +101,30 @@ def _time(variants: list[Variant], rows: list[CompareRow], config: CompareConfig
     calls = {}
     for variant, row in zip(variants, rows, strict=True):
         if row.unavailable is None:
-            inputs = synthetic_inputs(variant.input_shape).to(config.device)
-            calls[variant.key] = lambda m=variant.model, x=inputs: m(x)
-    with torch.inference_mode():
+            inputs = variant.specs.synthetic().to(config.device)
+            calls[variant.key] = lambda m=variant.model, x=inputs: call(m, x)
+    what = f"timing {len(calls)} variants interleaved ({config.timing.rounds} rounds)"
+    with torch.inference_mode(), step(what):
         return time_interleaved(calls, config.timing, config.device)
+
+
+def round_latency(timing: Comparison, key: str) -> tuple[float, float, float]:
+    """Median, p10 and p90 (ms) over the rounds of each round's median call time of `key`.
+
+    The latency column and the speedup come from these same per-round medians of the same
+    interleaved run, so the table's speedup is its dense latency / its variant latency.
+    """
+    medians = sorted(statistics.median(block) for block in timing.rounds[key])
+    return statistics.median(medians), percentile(medians, 10), percentile(medians, 90)
+
+
+def speedup_stats(timing: Comparison, key: str, baseline: str) -> tuple[float, float, float]:
+    """Speedup of `key` over `baseline`: the ratio of their `round_latency` medians, with the
+    p10-p90 of per-round ratios (each round times both side by side) as its interval, widened to
+    include the ratio itself when machine drift puts it outside."""
+    ratio = round_latency(timing, baseline)[0] / round_latency(timing, key)[0]
+    stats = timing.speedup(key, baseline)
+    return ratio, min(stats.low, ratio), max(stats.high, ratio)
 
 
 def _ratios(variants: list[Variant], rows: list[CompareRow], timing: Comparison) -> None:
@@ -98,12 +134,13 @@ def _ratios(variants: list[Variant], rows: list[CompareRow], timing: Comparison)
         if variant.key not in timing.rounds:
             continue
         base = by_key[variant.baseline_key]
-        samples = sorted(timing.samples(variant.key))
-        row.samples = len(samples)
-        row.latency_median_ms = timing.median_ms(variant.key)
-        row.latency_p10_ms, row.latency_p90_ms = percentile(samples, 10), percentile(samples, 90)
-        stats = timing.speedup(variant.key, variant.baseline_key)
-        row.speedup, row.speedup_low, row.speedup_high = stats.median, stats.low, stats.high
+        row.samples = len(timing.samples(variant.key))
+        row.latency_median_ms, row.latency_p10_ms, row.latency_p90_ms = round_latency(
+            timing, variant.key
+        )
+        row.speedup, row.speedup_low, row.speedup_high = speedup_stats(
+            timing, variant.key, variant.baseline_key
+        )
         if row.effective_macs_m:
             row.theoretical_speedup = base.macs_m / row.effective_macs_m
         if row.size_mb:

@@ -1,20 +1,24 @@
-"""Offline datasets and user-data loaders behind one call: `load_dataset(spec, split)`.
+"""Offline datasets and user-data loaders behind one call: `load_dataset(spec, split, image=)`.
 
 A spec is a registered name (`mnist1d`, `digits`, `mnist`), `name:PATH` for loaders that read a
 local directory or file (`cifar10:DIR`, `cifar100:DIR`, `imagefolder:DIR`, `tensors:FILE`), or a
 bare path whose kind is detected (a `.pt`/`.npz` file, a CIFAR directory, an ImageFolder tree).
+`image` (an `ImageOptions`: resize, center crop, mean/std) applies to image folders only.
 Unlabelled inputs for latency-only runs come from `synthetic.synthetic_inputs`.
 """
 
 from pathlib import Path
 
 from ..errors import SparsebenchError
-from .base import DATASETS, SPLITS, Dataset, Loader, list_datasets, register_dataset
+from .base import DATASETS, SPLITS, Dataset, LazySamples, Loader, list_datasets, register_dataset
+from .imagefolder import ImageOptions
 
 __all__ = [
     "DATASETS",
     "SPLITS",
     "Dataset",
+    "ImageOptions",
+    "LazySamples",
     "Loader",
     "detect_kind",
     "list_datasets",
@@ -24,12 +28,24 @@ __all__ = [
 ]
 
 
-def load_dataset(spec: str, split: str = "test") -> Dataset:
-    """Load `spec`: a registered name, `name:PATH`, or a bare path whose kind is detected."""
+def load_dataset(spec: str, split: str = "test", image: ImageOptions | None = None) -> Dataset:
+    """Load `spec`: a registered name, `name:PATH`, or a bare path whose kind is detected.
+
+    `image` transforms image-folder samples; options that change nothing (all None) are
+    accepted for any dataset, any others only for a loader that takes image options.
+    """
     if split not in SPLITS:
         raise SparsebenchError(f"split must be one of {', '.join(SPLITS)}, not '{split}'")
     name, path = resolve_spec(spec)
-    return DATASETS.get(name)(path, split)
+    loader = DATASETS.get(name)
+    if getattr(loader, "takes_image_options", False):
+        return loader(path, split, image=image)
+    if image is not None and not image.is_identity:
+        raise SparsebenchError(
+            "--resize/--center-crop/--mean/--std/--normalize apply to imagefolder datasets "
+            f"only, not '{name}'"
+        )
+    return loader(path, split)
 
 
 def resolve_spec(spec: str) -> tuple[str, Path | None]:

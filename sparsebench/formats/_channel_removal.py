@@ -18,8 +18,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from ..data.synthetic import synthetic_inputs
 from ..errors import SparsebenchError, first_line
+from ..inputs import Batch, as_batch, call
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 ROOT_TYPES = (*CONV_TYPES, nn.Linear)
@@ -62,12 +62,12 @@ class LayerTrace:
     order: list[nn.Module]
 
 
-def build_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
+def build_graph(model: nn.Module, example: Batch | torch.Tensor) -> tp.DependencyGraph:
     """torch-pruning's dependency graph of `model`, traced on `example`."""
     try:
         with torch.enable_grad():
             return tp.DependencyGraph().build_dependency(
-                model, example_inputs=example, verbose=False
+                model, example_inputs=tuple(as_batch(example).tensors), verbose=False
             )
     except Exception as exc:  # the model is user code: any tracing failure is the user's to see
         raise SparsebenchError(
@@ -75,15 +75,25 @@ def build_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
         ) from exc
 
 
-def probe_inputs(example: torch.Tensor) -> torch.Tensor:
-    """`example` and a few seeded random samples: constants must hold on all of them."""
-    if not example.is_floating_point():
-        return example
-    extra = synthetic_inputs((_PROBE_SAMPLES, *example.shape[1:]), seed=7, dtype=example.dtype)
-    return torch.cat([example, extra.to(example.device)])
+def probe_inputs(example: Batch | torch.Tensor) -> Batch:
+    """`example` and a few seeded random samples: constants must hold on all of them.
+    Integer inputs (token ids, masks) take random values within the example's range."""
+    generator = torch.Generator().manual_seed(7)
+    tensors = []
+    for x in as_batch(example).tensors:
+        shape = (_PROBE_SAMPLES, *x.shape[1:])
+        if x.is_floating_point():
+            extra = torch.randn(shape, generator=generator).to(x.dtype)
+        elif x.numel() and x.dtype != torch.bool:
+            low, high = int(x.min()), int(x.max())
+            extra = torch.randint(low, high + 1, shape, generator=generator).to(x.dtype)
+        else:
+            extra = x[:1].expand(shape).clone()
+        tensors.append(torch.cat([x, extra.to(x.device)]))
+    return Batch(tuple(tensors))
 
 
-def trace_layers(model: nn.Module, inputs: torch.Tensor) -> LayerTrace:
+def trace_layers(model: nn.Module, inputs: Batch | torch.Tensor) -> LayerTrace:
     """Run `model` once, recording each conv/linear layer's first input."""
     trace = LayerTrace({}, Counter(), [])
 
@@ -98,7 +108,7 @@ def trace_layers(model: nn.Module, inputs: torch.Tensor) -> LayerTrace:
     ]
     try:
         with torch.no_grad():
-            model(inputs)
+            call(model, inputs)
     finally:
         for handle in handles:
             handle.remove()
@@ -259,7 +269,7 @@ def _prune_out(dg: tp.DependencyGraph, module: nn.Module, channels: list[int]) -
     dg.get_pruning_group(module, pruning_fn, idxs=list(channels)).prune()
 
 
-def replay_(model: nn.Module, example: torch.Tensor, removed: list[dict]) -> nn.Module:
+def replay_(model: nn.Module, example: Batch | torch.Tensor, removed: list[dict]) -> nn.Module:
     """Remove the recorded channels from a freshly built `model`, in the recorded order."""
     if removed:
         dg = build_graph(model, example)

@@ -16,8 +16,8 @@ import torch_pruning as tp
 from torch import nn
 
 from ..data import load_dataset
-from ..data.synthetic import synthetic_inputs
 from ..errors import SparsebenchError
+from ..inputs import Batch, as_batch, call
 from ..measure.accuracy import fit_samples
 
 CRITERIA: dict[str, Callable[[], tp.importance.Importance]] = {
@@ -38,21 +38,36 @@ def make_importance(criterion: str) -> tp.importance.Importance:
     return CRITERIA[criterion]()
 
 
-def taylor_batch(model: nn.Module, example: torch.Tensor, data: str | None):
+def taylor_batch(model: nn.Module, example: Batch | torch.Tensor, data: str | None):
     """Inputs and labels for Taylor scores: `data`'s train split, else pseudo-labelled noise."""
+    example = as_batch(example)
     if data:
+        if len(example.tensors) > 1:
+            raise SparsebenchError("--data feeds one input; this model takes several")
+        first = example.first
         dataset = load_dataset(data, "train")
-        x = fit_samples(dataset.x[:TAYLOR_SAMPLES], tuple(example.shape)).to(example.dtype)
-        return x, dataset.y[:TAYLOR_SAMPLES].long()
-    x = synthetic_inputs((TAYLOR_SAMPLES, *example.shape[1:]), seed=11, dtype=example.dtype)
+        x = fit_samples(dataset.x[:TAYLOR_SAMPLES], tuple(first.shape)).to(first.dtype)
+        return Batch((x,)), dataset.y[:TAYLOR_SAMPLES].long()
+    x = Batch(tuple(_noise_like(t, i) for i, t in enumerate(example.tensors)))
     with torch.no_grad():
-        return x, model(x).argmax(dim=-1)
+        return x, call(model, x).argmax(dim=-1)
 
 
-def _accumulate_gradients(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> None:
+def _noise_like(x: torch.Tensor, index: int) -> torch.Tensor:
+    """TAYLOR_SAMPLES seeded samples shaped like `x`'s: normal floats, integers in its range."""
+    generator = torch.Generator().manual_seed(11 + index)
+    shape = (TAYLOR_SAMPLES, *x.shape[1:])
+    if x.is_floating_point():
+        return torch.randn(shape, generator=generator).to(x.dtype)
+    low, high = (int(x.min()), int(x.max())) if x.numel() else (0, 0)
+    return torch.randint(low, high + 1, shape, generator=generator).to(x.dtype)
+
+
+def _accumulate_gradients(model: nn.Module, inputs, labels: torch.Tensor) -> None:
     model.zero_grad(set_to_none=True)
     with torch.enable_grad():
-        F.cross_entropy(model(inputs), labels.to(inputs.device)).backward()
+        logits = call(model, inputs)
+        F.cross_entropy(logits, labels.to(logits.device)).backward()
 
 
 def _zero_group_(dg: tp.DependencyGraph, group) -> None:

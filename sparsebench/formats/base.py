@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from ..data import load_dataset
-from ..data.synthetic import synthetic_inputs
 from ..errors import SparsebenchError
+from ..inputs import Batch
 from ..load import LoadedModel
 from ..measure.accuracy import fit_samples
 from ..registry import Registry
@@ -165,16 +165,20 @@ class ExportResult:
     stored_bytes: int
     verification: Verification
     notes: list[str]
+    warnings: list[str] = field(default_factory=list)  # e.g. all-zero layers (measure/sanity)
 
 
-def verification_inputs(loaded: LoadedModel, config: ExportConfig) -> tuple[torch.Tensor, str]:
+def verification_inputs(loaded: LoadedModel, config: ExportConfig) -> tuple[Batch, str]:
     """A batch of real samples when `config.data` is given, else a synthetic batch."""
     if config.data:
+        if len(loaded.specs.specs) > 1:
+            raise SparsebenchError(
+                f"--data feeds one input; this model takes {', '.join(loaded.specs.names)}"
+            )
         dataset = load_dataset(config.data, "test")
         x = fit_samples(dataset.x[: config.verify_samples], loaded.input_shape)
-        return x, config.data
-    shape = (config.verify_samples, *loaded.input_shape[1:])
-    return synthetic_inputs(shape, seed=0), "synthetic"
+        return Batch((x.to(loaded.specs.specs[0].torch_dtype),)), config.data
+    return loaded.synthetic(seed=0, batch=config.verify_samples), "synthetic"
 
 
 FORMATS: Registry[Exporter] = Registry("format", list_command="sparsebench formats")

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..arch import load_state_dict_strict
+from ..inputs import InputSpec, InputSpecs, as_batch, dtype_name
 from ..measure.sparsity import prunable_layers
 from ..metadata import check_shape
 from ..options import check_number
@@ -51,7 +52,7 @@ class ChannelsOptions:
 def _widths(model: nn.Module) -> dict[str, tuple[str, int]]:
     """Kind and output channels (features) of every conv/linear layer."""
     return {
-        name: (type(m).__name__, getattr(m, "out_channels", None) or m.out_features)
+        name: (type(m).__name__, getattr(m, "out_channels", None) or _out_width(m))
         for name, m in prunable_layers(model)
     }
 
@@ -113,6 +114,24 @@ def _notes(before: int, after: int, plans: list[GroupPlan], config: ExportConfig
     return notes
 
 
+def _out_width(module: nn.Module) -> int:
+    """Output width of a linear-like layer (transformers' Conv1D stores its weight in x out)."""
+    if hasattr(module, "out_features"):
+        return module.out_features
+    return getattr(module, "nf", None) or module.weight.shape[0]
+
+
+def _example_specs(example) -> list[dict]:
+    """The example's inputs (names do not matter to tracing; dtypes and ranges do)."""
+    specs = []
+    for index, x in enumerate(as_batch(example).tensors):
+        bounds = (None, None)
+        if not x.is_floating_point() and x.numel():
+            bounds = (int(x.min()), int(x.max()))
+        specs.append(InputSpec(f"input{index}", tuple(x.shape), dtype_name(x.dtype), *bounds))
+    return InputSpecs(tuple(specs)).to_json()
+
+
 @register_format
 class ChannelsExporter(Exporter):
     """Dense model with its all-zero output channels removed (optionally pruned first)."""
@@ -148,7 +167,11 @@ class ChannelsExporter(Exporter):
             model=model,
             layers=layer_reports(model, widths, plans, final_name, zeroed),
             stored_bytes=tensor_bytes(*model.state_dict().values()),
-            payload={"input_shape": list(example.shape), "removed": removed},
+            payload={
+                "input_shape": list(as_batch(example).shape),
+                "inputs": _example_specs(example),
+                "removed": removed,
+            },
             notes=_notes(params, _params(model), plans, config),
             reference=reference,
         )
@@ -157,6 +180,9 @@ class ChannelsExporter(Exporter):
         model = model.eval()
         shape = check_shape(payload.get("input_shape") or [1], "channels artifact", "payload")
         example = torch.zeros([1, *shape[1:]])  # one sample traces the channel groups
+        if payload.get("inputs") is not None:
+            specs = InputSpecs.from_json(payload["inputs"], "channels artifact payload")
+            example = specs.synthetic(seed=0, batch=1)
         replay_(model, example, payload.get("removed", []))
         load_state_dict_strict(model, state_dict, "channels artifact")
         return model.to(device)

@@ -41,9 +41,11 @@ from torch import nn
 
 from .._optional import require
 from ..errors import SparsebenchError, first_line
+from ..inputs import InputSpecs, as_batch, call
 from ..io import atomic_write
 from ..measure.sparsity import is_compressed, prunable_layers
 from ..metadata import write_onnx_metadata
+from ..progress import step
 from ..results import MB
 from ..runtimes.base import RuntimeModule
 from ..runtimes.onnx_graph import initializer_stats, layer_name, weight_names
@@ -65,22 +67,36 @@ INPUT_NAME, OUTPUT_NAME = "input", "logits"
 INDEX_BYTES = 8  # int64 linear indices of a sparse initializer
 
 
-def torch_to_onnx(model: nn.Module, example: torch.Tensor):
-    """The ModelProto of `model` traced on `example`, batch dimension dynamic."""
+def dynamic_axes(specs: InputSpecs | None, names: list[str]) -> dict[str, dict[int, str]]:
+    """The batch of every input (and the output) dynamic, and the sequence of token inputs."""
+    axes = {name: {0: "batch"} for name in [*names, OUTPUT_NAME]}
+    for spec, name in zip(specs.specs if specs else (), names, strict=False):
+        if not spec.is_float and len(spec.shape) == 2:
+            axes[name][1] = "sequence"
+    return axes
+
+
+def torch_to_onnx(model: nn.Module, example, specs: InputSpecs | None = None):
+    """The ModelProto of `model` traced on `example` (a tensor or a Batch), the batch dynamic,
+    and the sequence length of token inputs; inputs named as `specs` names them."""
     onnx = require("onnx", "onnx", "ONNX export")
+    example = as_batch(example)
+    names = [INPUT_NAME] if specs is None else specs.names
     buffer = io.BytesIO()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # the exporter's own notice
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # HF shape checks
+            warnings.simplefilter("ignore", UserWarning)  # opset notes beside our own lines
             torch.onnx.export(
                 model,
-                (example,),
+                tuple(example.tensors),
                 buffer,
                 dynamo=False,
                 opset_version=OPSET,
-                input_names=[INPUT_NAME],
+                input_names=names,
                 output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                dynamic_axes=dynamic_axes(specs, names),
                 training=torch.onnx.TrainingMode.PRESERVE,
                 do_constant_folding=False,
                 keep_initializers_as_inputs=True,
@@ -95,6 +111,10 @@ def torch_to_onnx(model: nn.Module, example: torch.Tensor):
         if graph.input[index].name in constant:
             del graph.input[index]
     return model_proto
+
+
+def _has_sequence(specs: InputSpecs) -> bool:
+    return any(not s.is_float and len(s.shape) == 2 for s in specs.specs)
 
 
 def weight_reports(graph) -> list[LayerReport]:
@@ -175,6 +195,13 @@ def _refuse(loaded, config: ExportConfig) -> None:
             f"{loaded.source} holds sparse-layout weights that torch.onnx cannot export; "
             "export the checkpoint it was made from (or its dense artifact) instead"
         )
+    fixed = getattr(loaded.model, "fixed_batch", None)
+    if fixed:
+        raise SparsebenchError(
+            f"{loaded.source} was exported with a static batch of {fixed}, so its ONNX graph "
+            "would take that batch only; export the program with a dynamic batch dimension "
+            "(torch.export.export(..., dynamic_shapes=...))"
+        )
 
 
 def _metadata(loaded, config, verification, reference: torch.Tensor, layers, stored) -> dict:
@@ -190,6 +217,7 @@ def _metadata(loaded, config, verification, reference: torch.Tensor, layers, sto
         "dataset": meta.dataset if meta else None,
         "classes": meta.classes if meta else None,
         "input_shape": list(loaded.input_shape),
+        "inputs": loaded.specs.to_json(),
         "opset": OPSET,
         "exporter": f"torch.onnx.export (TorchScript-based), torch {torch.__version__}",
         "sparse_initializers": config.options.sparse_initializers,
@@ -227,7 +255,8 @@ class OnnxExporter(Exporter):
         _refuse(loaded, config)
         inputs, label = verification_inputs(loaded, config)
         model = loaded.model.cpu().eval()
-        model_proto = torch_to_onnx(model, inputs[:1])
+        with step("exporting to ONNX"):
+            model_proto = torch_to_onnx(model, inputs[:1], loaded.specs)
         graph = model_proto.graph
         dense_mb = stored_bytes(graph) / MB
         if config.options.sparse_initializers:
@@ -235,20 +264,21 @@ class OnnxExporter(Exporter):
         else:
             layers = weight_reports(graph)
         stored = stored_bytes(graph)
-        with OnnxRuntimeModule(model_proto, device="cpu") as runtime:
+        what = f"verifying the ONNX model in ONNX Runtime on {len(inputs)} samples"
+        with step(what), OnnxRuntimeModule(model_proto, device="cpu") as runtime:
             verification = compare_outputs(model, runtime, inputs, self.tolerance, label)
         require_passed(verification, "the onnx export")
         with torch.inference_mode():
-            reference = model(check_inputs(loaded.input_shape)).float()
+            reference = call(model, check_inputs(loaded.specs)).float()
         metadata = _metadata(loaded, config, verification, reference, layers, stored)
         write_onnx_metadata(model_proto, metadata)
         data = model_proto.SerializeToString()
         atomic_write(output, lambda handle: handle.write(data), force=force)
-        notes = [
-            f"torch.onnx.export (TorchScript-based), opset {OPSET}, dynamic batch; "
-            "BatchNorm kept as BatchNormalization (ONNX Runtime fuses it at load)",
-            f"file {len(data) / MB:.3f} MB",
-        ]
+        axes = "dynamic batch and sequence" if _has_sequence(loaded.specs) else "dynamic batch"
+        notes = [f"torch.onnx.export (TorchScript-based), opset {OPSET}, {axes}"]
+        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            notes.append("BatchNorm kept as BatchNormalization (ONNX Runtime fuses it at load)")
+        notes.append(f"file {len(data) / MB:.3f} MB")
         if config.options.sparse_initializers:
             count = sum(layer.action == "converted" for layer in layers)
             notes.append(

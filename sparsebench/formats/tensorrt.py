@@ -27,6 +27,7 @@ import torch
 
 from ..device import check_device
 from ..errors import SparsebenchError, first_line
+from ..inputs import call
 from ..io import atomic_write, atomic_write_text, check_writable
 from ..metadata import sidecar_path, sidecar_text
 from ..runtimes.tensorrt import TensorRTModule, require_tensorrt
@@ -156,7 +157,7 @@ def _sidecar(source: Path, output: Path, loaded, built: BuiltEngine, plan: Build
 def _reference_outputs(loaded) -> dict:
     """The source model's outputs on the check batch, which `load` re-checks the engine on."""
     with torch.inference_mode():
-        return reference_to_json(loaded.model(check_inputs(loaded.input_shape)))
+        return reference_to_json(call(loaded.model, check_inputs(loaded.specs)))
 
 
 def _notes(plan, built, summary, stats, build, layer_notes, sidecar) -> list[str]:

@@ -26,6 +26,7 @@ import psutil
 import torch
 
 from ..errors import first_line
+from ..inputs import call
 
 GO_TIMEOUT_S = 60.0  # how long a loaded child waits for the parent before giving up
 PARENT_POLL_S = 0.5  # how often the watchdog thread checks that the parent still lives
@@ -52,14 +53,14 @@ def child_main(
         model, inputs = pickle.loads(payload)()
         with torch.inference_mode():
             start = perf_counter()
-            model(inputs)
+            call(model, inputs)
             conn.send(("loaded", {"warmup_s": perf_counter() - start}))
             if not conn.poll(GO_TIMEOUT_S) or conn.recv() != "go":
                 return
             hwm_reset = _reset_rss_high_water_mark()
             iterations, start = 0, perf_counter()
             while iterations < min_iterations or perf_counter() - start < min_seconds:
-                model(inputs)
+                call(model, inputs)
                 iterations += 1
             window_s = perf_counter() - start
         done = {

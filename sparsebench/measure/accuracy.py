@@ -23,11 +23,14 @@ class AccuracyResult:
 
 
 def fit_samples(x: torch.Tensor, input_shape: tuple[int, ...]) -> torch.Tensor:
-    """Reshape samples to the model's per-sample input shape when the element counts match."""
+    """Reshape samples to the model's per-sample input shape when the element counts match.
+
+    `x` is a tensor or `LazySamples` (reshaped lazily, without reading a sample).
+    """
     per_sample = tuple(input_shape[1:])
     if tuple(x.shape[1:]) == per_sample:
         return x
-    if x[0].numel() != torch.Size(per_sample).numel():
+    if torch.Size(x.shape[1:]).numel() != torch.Size(per_sample).numel():
         raise SparsebenchError(
             f"dataset samples of shape {list(x.shape[1:])} do not fit the model input "
             f"{list(per_sample)} (per sample)"
@@ -42,19 +45,19 @@ def measure_accuracy(
     device: str = "cpu",
     batch_size: int = 256,
 ) -> AccuracyResult:
-    """Evaluate `model` on every sample of `data`; returns top-1 and top-5 in percent."""
+    """Evaluate `model` on every sample of `data`, a batch at a time (`data.batches`, so lazily
+    read datasets stay out of memory); returns top-1 and top-5 in percent."""
     if len(data) == 0:
         raise SparsebenchError(f"dataset '{data.name}' is empty")
-    x = fit_samples(data.x, input_shape)
     correct1 = correct5 = 0
     with torch.inference_mode():
-        for start in range(0, len(data), batch_size):
-            logits = model(x[start : start + batch_size].to(device))
+        for x, y in data.batches(batch_size):
+            logits = model(fit_samples(x, input_shape).to(device))
             if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
                 raise SparsebenchError(
                     "accuracy needs a model that returns (batch, classes) logits"
                 )
-            labels = data.y[start : start + batch_size].to(logits.device)
+            labels = y.to(logits.device)
             k = min(5, logits.shape[1])
             top = logits.topk(k, dim=1).indices
             correct1 += int((top[:, 0] == labels).sum())

@@ -18,6 +18,8 @@ from torch import nn
 from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile
 
+from ..inputs import call
+
 LAYER_PREFIX = "sparsebench.layer:"
 
 
@@ -76,7 +78,13 @@ def kernel_evidence(
     fragments: tuple[str, ...],
     device: str = "cpu",
 ) -> dict:
-    """Profile one forward pass; report which converted `layers` ran a matching sparse op."""
+    """Profile one forward pass; report which converted `layers` ran a matching sparse op.
+
+    Keys: `expected` (the fragments), `sparse_ops` (matching op name -> count),
+    `converted_layers` (how many layers were converted), `sparse_layers` (how many of them ran a
+    sparse op), `fallback_layers` (how many ran none), `fell_back_to_dense` (their names),
+    `sparse_kernel_ran` (every converted layer did) and `any_sparse_kernel_ran` (at least one).
+    """
     activities = [ProfilerActivity.CPU]
     if device.startswith("cuda"):
         activities.append(ProfilerActivity.CUDA)
@@ -84,7 +92,7 @@ def kernel_evidence(
         _instrument(model, layers, stack)
         with _quiet_native_stderr(), profile(activities=activities) as prof:
             with torch.inference_mode():
-                model(inputs)
+                call(model, inputs)
     events = list(prof.events())
     sparse_ops = Counter(
         e.name
@@ -103,6 +111,8 @@ def kernel_evidence(
         "sparse_ops": dict(sparse_ops),
         "converted_layers": len(layers),
         "sparse_layers": len(layers) - len(fell_back),
+        "fallback_layers": len(fell_back),
         "fell_back_to_dense": fell_back,
         "sparse_kernel_ran": bool(layers) and not fell_back,
+        "any_sparse_kernel_ran": len(fell_back) < len(layers),
     }

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_flop_count
 
+from ..inputs import as_batch, call
 from .sparsity import is_compressed, nonzero_count, prunable_layers
 
 aten = torch.ops.aten
@@ -127,13 +128,16 @@ def _batch_norm_flops(*args, out_val=None, **kwargs) -> int:
     return 2 * math.prod(args[0].shape)
 
 
-def count_macs(model: nn.Module, example: torch.Tensor) -> MacsResult:
-    """Count MACs of one forward pass of `model` on `example`, divided per sample."""
+def count_macs(model: nn.Module, example) -> MacsResult:
+    """Count MACs of one forward pass of `model` on `example` (a tensor or a `Batch`),
+    divided per sample."""
+    example = as_batch(example)
     counter = _MacCounter(model)
     mode = FlopCounterMode(display=False, depth=None, custom_mapping=counter.mapping())
     with torch.no_grad(), mode:
-        model(example)
-    batch = example.shape[0] if example.dim() > 0 and example.shape[0] > 0 else 1
+        call(model, example)
+    first = example.first
+    batch = first.shape[0] if first.dim() > 0 and first.shape[0] > 0 else 1
     return MacsResult(
         dense=mode.get_total_flops() // 2 // batch,
         effective=round(counter.effective_flops / 2 / batch),

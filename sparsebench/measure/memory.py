@@ -4,9 +4,12 @@ CPU: the model is built and run in a fresh child process (multiprocessing "spawn
 process holds nothing but that model (and dies with this one, even if it is SIGKILLed: see
 _memory_child); this process samples the child's resident set size.
 RSS counts every page the child touched, the interpreter and torch's libraries included,
-so ``baseline_mb`` (after loading and one warm-up forward) is reported beside the peak and
-``details["peak_over_baseline_mb"]`` is what inference itself added. ``details["hwm_peak_mb"]``
-is the kernel's own RSS high-water mark over the window (exact, no sampling), where readable.
+so ``baseline_mb`` (after loading and one warm-up forward, before the window) is reported
+beside the peak, and ``peak_increase_mb`` / ``avg_increase_mb`` (peak and average minus that
+baseline; ``details["peak_over_baseline_mb"]`` repeats the first) are what inference itself
+added: two models whose absolute RSS is the interpreter and torch to the last digit still
+differ there. ``details["hwm_peak_mb"]`` is the kernel's own RSS high-water mark over the
+window (exact, no sampling), where readable.
 
 CUDA: in this process, from torch's caching-allocator counters (tensors only), with NVML's
 device-wide used memory alongside (every process on the GPU, the CUDA context and the
@@ -29,6 +32,7 @@ import psutil
 import torch
 
 from ..errors import SparsebenchError
+from ..inputs import call
 from ..results import MB, MemoryResult
 from . import _nvml
 from ._memory_child import child_main
@@ -197,13 +201,16 @@ def _cpu_result(
         "threads": done["threads"],
         "hwm_peak_mb": done["hwm_kb"] * 1024 / MB if done["hwm_kb"] is not None else None,
     }
+    avg = statistics.fmean(rss)
     return MemoryResult(
         peak_mb=peak / MB,
-        avg_mb=statistics.fmean(rss) / MB,
+        avg_mb=avg / MB,
         baseline_mb=baseline / MB,
         method="rss-sampled-subprocess",
         samples=len(rss),
         details=details,
+        peak_increase_mb=(peak - baseline) / MB,
+        avg_increase_mb=(avg - baseline) / MB,
     )
 
 
@@ -217,7 +224,7 @@ def _measure_cuda(build: Build, device: str, min_seconds: float, interval_s: flo
     model, inputs = model.to(device), inputs.to(device)
     nvml = _NvmlUsedSampler(device, interval_s)
     with torch.inference_mode():
-        model(inputs)
+        call(model, inputs)
         torch.cuda.synchronize(device)
         baseline = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -226,26 +233,29 @@ def _measure_cuda(build: Build, device: str, min_seconds: float, interval_s: flo
         try:
             start = perf_counter()
             while len(allocated) < MIN_ITERATIONS or perf_counter() - start < min_seconds:
-                model(inputs)
+                call(model, inputs)
                 allocated.append(torch.cuda.memory_allocated(device))
             torch.cuda.synchronize(device)
             window_s = perf_counter() - start
         finally:
             nvml.stop()
+    peak, avg = torch.cuda.max_memory_allocated(device), statistics.fmean(allocated)
     details: dict[str, Any] = {
-        "peak_over_baseline_mb": (torch.cuda.max_memory_allocated(device) - baseline) / MB,
+        "peak_over_baseline_mb": (peak - baseline) / MB,
         "window_s": window_s,
         "iterations": len(allocated),
         "interval_ms": interval_s * 1e3,
         **nvml.details(),
     }
     return MemoryResult(
-        peak_mb=torch.cuda.max_memory_allocated(device) / MB,
-        avg_mb=statistics.fmean(allocated) / MB,
+        peak_mb=peak / MB,
+        avg_mb=avg / MB,
         baseline_mb=baseline / MB,
         method="cuda-allocator+nvml",
         samples=len(allocated),
         details=details,
+        peak_increase_mb=(peak - baseline) / MB,
+        avg_increase_mb=(avg - baseline) / MB,
     )
 
 

@@ -76,9 +76,16 @@ def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
         weight = getattr(module, "weight", None)
         if not isinstance(weight, torch.Tensor):
             continue
-        if isinstance(module, PRUNABLE_TYPES) or is_compressed(weight):
+        if isinstance(module, PRUNABLE_TYPES) or is_compressed(weight) or _is_hf_conv1d(module):
             layers.append((name, module))
     return layers
+
+
+def _is_hf_conv1d(module: nn.Module) -> bool:
+    """transformers' `Conv1D` (GPT-2's linear layers, weight stored as in x out)."""
+    cls = type(module)
+    bases = getattr(cls, "_sparsebench_base", cls)
+    return bases.__name__ == "Conv1D" and bases.__module__.startswith("transformers")
 
 
 def measure_sparsity(model: nn.Module) -> SparsitySummary:

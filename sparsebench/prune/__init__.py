@@ -1,5 +1,5 @@
 """Pruning methods (one per module): they produce pruned checkpoints to profile."""
 
-from .magnitude import magnitude_prune_
+from .magnitude import magnitude_prune_, prune_warnings
 
-__all__ = ["magnitude_prune_"]
+__all__ = ["magnitude_prune_", "prune_warnings"]

@@ -19,6 +19,7 @@ class Column:
     get: Callable[[ProfileRow], float | str | None]
     digits: int = 3
     scientific: bool = False
+    signed: bool = False  # an increase: "+1.234", "-0.500"
 
     def text(self, row: ProfileRow) -> str:
         value = self.get(row)
@@ -28,7 +29,8 @@ class Column:
             return value
         if self.scientific:
             return f"{value:.1e}"
-        return f"{value:,.{self.digits}f}"
+        sign = "+" if self.signed else ""
+        return f"{value:{sign},.{self.digits}f}"
 
 
 def _lat(row: ProfileRow) -> float:
@@ -70,6 +72,58 @@ COLUMNS: list[Column] = [
 ]
 
 
+PEAK_INCREASE = Column(
+    "Peak Mem (+MB over load)",
+    "Peak Memory (+MB over load)",
+    lambda r: r.memory.peak_increase_mb if r.memory else None,
+    signed=True,
+)
+AVG_INCREASE = Column(
+    "Avg Mem (+MB over load)",
+    "Average Memory (+MB over load)",
+    lambda r: r.memory.avg_increase_mb if r.memory else None,
+    signed=True,
+)
+INCREASE_OF = {"Peak Mem (MB)": PEAK_INCREASE, "Avg Mem (MB)": AVG_INCREASE}
+
+
+def columns_for(rows: list[ProfileRow]) -> list[Column]:
+    """COLUMNS for one table of `rows`: a memory column whose absolute figures tie between two
+    or more rows at the printed precision shows each row's increase over its after-load
+    memory instead (where every row has one), since the tie says nothing about the models.
+    A single row keeps the absolute figure; the JSON always has both."""
+    switched = _switched(rows)
+    return [INCREASE_OF[c.header] if c in switched else c for c in COLUMNS]
+
+
+def _switched(rows: list[ProfileRow]) -> dict[Column, list[ProfileRow]]:
+    """The absolute memory columns shown as increases, each with the rows whose figures tie."""
+    switched = {}
+    for column in COLUMNS:
+        increase = INCREASE_OF.get(column.header)
+        shown = [r for r in rows if increase is not None and column.get(r) is not None]
+        if not shown or any(increase.get(r) is None for r in shown):
+            continue
+        texts = [column.text(r) for r in shown]
+        tied = [r for r, text in zip(shown, texts, strict=True) if texts.count(text) > 1]
+        if tied:
+            switched[column] = tied
+    return switched
+
+
+def increase_notes(rows: list[ProfileRow]) -> list[str]:
+    """One line per memory column that `columns_for` shows as the increase over load."""
+    notes = []
+    for column, tied in _switched(rows).items():
+        figures = ", ".join(f"{column.text(r)} MB for {row_label(r)}" for r in tied)
+        notes.append(
+            f"{column.metric.removesuffix(' (MB)')} is shown as the increase over memory after "
+            f"load (Load Mem): the absolute figures tie at the printed precision ({figures}); "
+            "the JSON has both"
+        )
+    return notes
+
+
 def row_label(row: ProfileRow) -> str:
     """How a row is named in tables: the model, plus format/runtime when not plain torch."""
     if (row.format, row.runtime) == ("dense", "torch"):
@@ -88,8 +142,9 @@ MEMORY_METHODS = {
 
 
 def unavailable_notes(rows: list[ProfileRow]) -> list[str]:
-    """Why figures shown as n/a are missing, and how energy was measured, once per reason."""
-    notes: list[str] = []
+    """Why figures shown as n/a are missing, how energy and memory were measured, and which
+    memory columns show the increase over load (`columns_for`), once per reason."""
+    notes: list[str] = increase_notes(rows)
 
     def add(text: str) -> None:
         if text not in notes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..results import Report
-from .columns import COLUMNS, row_label, unavailable_notes
+from .columns import columns_for, row_label, unavailable_notes
 
 
 def _table(header: list[str], body: list[list[str]]) -> list[str]:
@@ -16,14 +16,15 @@ def metric_by_model(report: Report) -> list[str]:
     """Task-0 layout: one row per metric, one column per model."""
     rows = report.results
     header = ["Metric", *(row_label(r) for r in rows)]
-    body = [[f"**{c.metric}**", *(c.text(r) for r in rows)] for c in COLUMNS]
+    body = [[f"**{c.metric}**", *(c.text(r) for r in rows)] for c in columns_for(rows)]
     return _table(header, body)
 
 
 def row_per_model(report: Report) -> list[str]:
     """Task-1/2 layout: one row per model, one column per metric."""
-    header = ["Model", *(c.header for c in COLUMNS)]
-    body = [[row_label(r), *(c.text(r) for c in COLUMNS)] for r in report.results]
+    columns = columns_for(report.results)
+    header = ["Model", *(c.header for c in columns)]
+    body = [[row_label(r), *(c.text(r) for c in columns)] for r in report.results]
     return _table(header, body)
 
 

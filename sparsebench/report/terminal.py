@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..results import ProfileRow, Report
-from .columns import COLUMNS, row_label, unavailable_notes
+from .columns import columns_for, row_label, unavailable_notes
 
 
 def profile_table(report: Report) -> Table:
@@ -24,7 +24,7 @@ def profile_table(report: Report) -> Table:
     table.add_column("Metric", style="bold")
     for row in rows:
         table.add_column(row_label(row), justify="right")
-    for column in COLUMNS:
+    for column in columns_for(rows):
         table.add_row(column.metric, *(column.text(row) for row in rows))
     return table
 

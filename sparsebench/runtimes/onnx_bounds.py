@@ -2,24 +2,31 @@
 
 ONNX runs no Python code, but a tiny hostile graph can ask for gigabytes (`ConstantOfShape`
 of a huge constant, a sparse initializer of huge dims) or a near-endless `Loop`. Before a
-session is opened, the graph's shapes are inferred for the fixed input and any value larger
-than MAX_VALUE_ELEMENTS, any sparse initializer of that dense size and any `Loop` without a
-small constant trip count is refused in one line.
+session is opened, the graph's shapes are inferred (with the folding of shape arithmetic of
+`_onnx_shapes`, which evaluates only nodes known to be small) for its inputs bound to the given
+shapes ({input name: shape}, or one shape for the first input; a dynamic dimension nothing
+binds reads as 1), and any input or value larger than MAX_VALUE_ELEMENTS (or whose known
+dimensions alone are), any sparse initializer of that dense size and any `Loop` without a
+small constant trip count is refused in one line. Initializers are data already in the file
+and are not bounded here.
 """
 
 from __future__ import annotations
 
 import math
 
-from ..errors import SparsebenchError, first_line
-from ._onnx_shapes import skeleton
+from ..errors import SparsebenchError
+from ._onnx_shapes import InputShapes, bind_inputs, infer_static, skeleton
 
 MAX_VALUE_ELEMENTS = 2**28  # 1 GiB of float32 in one tensor: far above any real activation
 MAX_TRIP_COUNT = 10**6
 
 
-def check_graph_bounds(model_proto, input_shape: tuple[int, ...], path) -> None:
-    """Refuse a graph whose values, sparse initializers or loops exceed the bounds above."""
+def check_graph_bounds(model_proto, inputs: InputShapes, path) -> None:
+    """Refuse a graph whose values, sparse initializers or loops exceed the bounds above.
+
+    `inputs`: {input name: shape} for the graph inputs, or one shape (possibly empty) for the
+    first; what it leaves open is bound through shared symbols, else to 1."""
     graph = model_proto.graph
     for sparse in graph.sparse_initializer:
         if math.prod(sparse.dims) > MAX_VALUE_ELEMENTS:
@@ -28,11 +35,21 @@ def check_graph_bounds(model_proto, input_shape: tuple[int, ...], path) -> None:
     for node in _nodes(graph):
         if node.op_type == "Loop":
             _check_trip_count(node, constants, path)
-    for name, dims in _inferred(model_proto, input_shape, path).items():
-        if math.prod(dims) > MAX_VALUE_ELEMENTS:
+    found = _inferred(model_proto, inputs, path)
+    names = {value.name for value in graph.input}
+    for name, (dims, exact) in sorted(found.items(), key=lambda item: item[0] not in names):
+        size = math.prod(dims)
+        if size <= MAX_VALUE_ELEMENTS:
+            continue
+        if name in names:  # the inputs first: a huge input makes every value huge
             raise SparsebenchError(
-                f"{path}: value '{name}' would hold {math.prod(dims):,} elements ({dims}); refused"
+                f"{path}: input '{name}' of shape {dims} is implausibly large ({size:,} "
+                "elements); refused"
             )
+        at_least = "" if exact else "at least "
+        raise SparsebenchError(
+            f"{path}: value '{name}' would hold {at_least}{size:,} elements ({dims}); refused"
+        )
 
 
 def _nodes(graph):
@@ -57,23 +74,26 @@ def _check_trip_count(node, constants: dict, path) -> None:
         raise SparsebenchError(f"{path}: a Loop of {count:,} iterations; refused")
 
 
-def _inferred(model_proto, input_shape, path) -> dict[str, list[int]]:
-    import onnx
-
+def _inferred(model_proto, inputs: InputShapes, path) -> dict[str, tuple[list[int], bool]]:
+    """Value name -> (dims, whether exact) of the graph's inputs and computed values; where a
+    dim stays symbolic the dims hold 1 for it (a lower bound) and exact is False."""
     model = skeleton(model_proto)  # dims and types without the weights' data
-    first = model.graph.input[0] if model.graph.input else None
-    dims = first.type.tensor_type.shape.dim if first is not None else []
-    for axis, dim in enumerate(dims):  # the given shape, else 1 for every dynamic dimension
-        size = input_shape[axis] if len(input_shape) == len(dims) else (dim.dim_value or 1)
-        dim.Clear()
-        dim.dim_value = int(size)
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
-    except Exception as exc:  # an inconsistent graph: ONNX Runtime will say so itself
-        raise SparsebenchError(f"cannot read ONNX model {path}: {first_line(exc)}") from exc
-    shapes = {}
-    for value in (*inferred.graph.value_info, *inferred.graph.output):
+        bound = bind_inputs(model, inputs, default=1)
+        inferred, shapes = infer_static(model, bound, symbolic=False)
+    except SparsebenchError as exc:  # an inconsistent graph: ONNX Runtime will say so itself
+        raise SparsebenchError(f"cannot read ONNX model {path}: {exc}") from exc
+    constant = {t.name for t in model_proto.graph.initializer}
+    constant |= {t.values.name for t in model_proto.graph.sparse_initializer}
+    found = {}
+    graph = inferred.graph
+    for value in (*graph.input, *graph.value_info, *graph.output):
+        if value.name in constant or not value.type.HasField("tensor_type"):
+            continue
         dims = value.type.tensor_type.shape.dim
-        if value.type.HasField("tensor_type") and all(d.HasField("dim_value") for d in dims):
-            shapes[value.name] = [d.dim_value for d in dims]
-    return shapes
+        known = [d.dim_value if d.HasField("dim_value") else 1 for d in dims]
+        found[value.name] = (known, all(d.HasField("dim_value") for d in dims))
+    for name, dims in shapes.items():
+        if name not in constant:
+            found[name] = (list(dims), True)
+    return found

@@ -11,13 +11,14 @@ input positions for a transposed conv), Gemm and MatMul (M x K x N per matrix pr
 dimensions multiplied in; also between two activations, as attention's QK^T and attention @ V),
 BatchNormalization one per element, everything else zero, biases never. Effective MACs scale
 an op reading a weight by that weight's density. Shapes come from ONNX shape inference on a
-copy of the graph without weight data, with the input fixed to the example's shape.
+copy of the graph without weight data, with every graph input fixed to a concrete shape
+(`count_onnx_macs` takes {input name: shape}, or one shape for the first input).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from .._optional import require
 from ..errors import SparsebenchError
 from ..measure.macs import MacsResult
 from ..measure.sparsity import LayerSparsity, SparsitySummary
-from ._onnx_shapes import skeleton, static_shapes
+from ._onnx_shapes import InputShapes, bind_inputs, graph_inputs, skeleton, static_shapes
 
 WEIGHT_OPS = {"Conv": (1,), "ConvTranspose": (1,), "Gemm": (0, 1), "MatMul": (0, 1)}
 PASS_THROUGH = ("Transpose", "Identity", "Cast", "Reshape")
@@ -107,7 +108,13 @@ class GraphSummary:
     sparsity: SparsitySummary
     densities: dict[int, tuple[str, float]]  # node index -> (layer name, density)
     skeleton: Any  # the ModelProto with float initializers emptied (for shape inference)
-    input_name: str
+    input_name: str  # the first graph input
+    inputs: list = field(default_factory=list)  # graph_inputs(): (name, dims, element type)
+
+    @property
+    def input_names(self) -> list[str]:
+        """Every graph input, in the graph's order."""
+        return [name for name, _, _ in self.inputs] or [self.input_name]
 
     @classmethod
     def from_model(cls, model) -> GraphSummary:
@@ -135,11 +142,15 @@ class GraphSummary:
             nonzero_params=sum(s.nonzero for s in params),
         )
         densities = {i: (layer_name(n), stats[n].density) for i, n in weights.items()}
-        return cls(summary, densities, skeleton(model), graph_input(model).name)
+        inputs = graph_inputs(model)
+        if not inputs:
+            raise SparsebenchError("the ONNX model has no inputs")
+        return cls(summary, densities, skeleton(model), inputs[0][0], inputs)
 
 
 def graph_input(model):
-    """The single graph input that is not an initializer (SparsebenchError otherwise)."""
+    """The single graph input that is not an initializer (SparsebenchError otherwise);
+    `graph_inputs` lists them all."""
     constant = {t.name for t in model.graph.initializer}
     constant |= {t.values.name for t in model.graph.sparse_initializer}
     inputs = [i for i in model.graph.input if i.name not in constant]
@@ -191,9 +202,16 @@ def node_macs(node, shapes: dict[str, list[int]]) -> int:
     return _matmul_macs(a, b)
 
 
-def count_onnx_macs(summary: GraphSummary, input_shape: tuple[int, ...]) -> MacsResult:
-    """Dense and effective MACs per sample of the graph run on `input_shape`."""
-    shapes = static_shapes(summary.skeleton, summary.input_name, input_shape)
+def count_onnx_macs(
+    summary: GraphSummary, inputs: InputShapes, batch: int | None = None
+) -> MacsResult:
+    """Dense and effective MACs per sample of the graph run on inputs of these shapes.
+
+    `inputs` is {input name: shape} (dims left out of one input are bound through the symbols
+    it shares with another), or one shape for the first graph input. Per sample means divided
+    by `batch`, by default the first dimension of the first graph input."""
+    bound = bind_inputs(summary.skeleton, inputs)
+    shapes = static_shapes(summary.skeleton, bound)
     dense, effective, per_layer = 0, 0.0, {}
     for index, node in enumerate(summary.skeleton.graph.node):
         macs = node_macs(node, shapes)
@@ -202,7 +220,10 @@ def count_onnx_macs(summary: GraphSummary, input_shape: tuple[int, ...]) -> Macs
         effective += macs * density
         if name is not None:
             per_layer[name] = per_layer.get(name, 0) + macs
-    batch = input_shape[0] if input_shape and input_shape[0] > 0 else 1
+    if batch is None:
+        first = bound.get(summary.input_name, ())
+        batch = first[0] if first else 1
+    batch = batch if batch > 0 else 1
     return MacsResult(
         dense=dense // batch,
         effective=round(effective / batch),

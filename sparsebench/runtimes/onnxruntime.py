@@ -23,7 +23,9 @@ import torch
 from .._optional import require
 from ..checkpoint import CheckpointMeta
 from ..errors import SparsebenchError, first_line
-from ..load import LoadedModel, LoadOptions, check_input, resolve_input_shape
+from ..hf import DEFAULT_SEQ_LEN
+from ..inputs import InputSpec, InputSpecs, as_batch
+from ..load import LoadedModel, LoadOptions, check_input, resolve_inputs
 from ..measure.macs import MacsResult
 from ..measure.sparsity import SparsitySummary
 from ..metadata import check_meta_fields, check_shape, read_onnx_metadata
@@ -32,8 +34,19 @@ from .base import Runtime, RuntimeModule, register_runtime
 from .onnx_bounds import check_graph_bounds
 from .onnx_graph import GraphSummary, count_onnx_macs
 
-_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
-_NUMPY_TYPES["tensor(double)"] = np.float64
+_NUMPY_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+}
+_TORCH_TYPES = {np.float32: torch.float32, np.float16: torch.float16, np.float64: torch.float64,
+                np.int64: torch.int64, np.int32: torch.int32, np.bool_: torch.bool}  # fmt: skip
+_DTYPE_NAMES = {"tensor(float)": "float32", "tensor(float16)": "float16",
+                "tensor(double)": "float64", "tensor(int64)": "int64", "tensor(int32)": "int32",
+                "tensor(bool)": "bool"}  # fmt: skip
 
 
 def _ort():
@@ -82,10 +95,11 @@ class OnnxRuntimeModule(RuntimeModule):
         providers = providers_for(device, ort.get_available_providers())
         data = str(source) if source is not None else model_proto.SerializeToString()
         self.session = ort.InferenceSession(data, session_options(threads), providers=providers)
-        first_input = self.session.get_inputs()[0]
-        self.input_name = first_input.name
-        self.input_dims = list(first_input.shape)
-        self.input_dtype = _NUMPY_TYPES.get(first_input.type, np.float32)
+        graph_inputs = self.session.get_inputs()
+        self.input_names = [i.name for i in graph_inputs]
+        self.input_dims = {i.name: list(i.shape) for i in graph_inputs}
+        self.input_types = {i.name: i.type for i in graph_inputs}
+        self.input_name = self.input_names[0]
         self.output_name = self.session.get_outputs()[0].name
         chosen = self.session.get_session_options()
         self.settings = {
@@ -102,63 +116,104 @@ class OnnxRuntimeModule(RuntimeModule):
         """Intra-op threads of the session."""
         return self.settings["intra_op_num_threads"]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        if len(tensors) != len(self.input_names):
+            raise SparsebenchError(
+                f"the ONNX model takes {len(self.input_names)} inputs "
+                f"({', '.join(self.input_names)}), not {len(tensors)}"
+            )
         if self.device.startswith("cuda"):
-            return self._forward_cuda(x)
-        array = x.detach().cpu().numpy()
-        if array.dtype != self.input_dtype:
-            array = array.astype(self.input_dtype)
-        (out,) = self.session.run([self.output_name], {self.input_name: array})
+            return self._forward_cuda(tensors)
+        feed = {}
+        for name, x in zip(self.input_names, tensors, strict=True):
+            array = x.detach().cpu().numpy()
+            wanted = _NUMPY_TYPES.get(self.input_types[name])
+            feed[name] = array.astype(wanted) if wanted and array.dtype != wanted else array
+        (out,) = self.session.run([self.output_name], feed)
         return torch.from_numpy(out)
 
-    def _forward_cuda(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, torch.float32).contiguous()
-        index = x.device.index or 0
+    def _forward_cuda(self, tensors) -> torch.Tensor:
         binding = self.session.io_binding()
-        binding.bind_input(self.input_name, "cuda", index, np.float32, list(x.shape), x.data_ptr())
+        device = torch.device(self.device)
+        index = device.index or 0
+        kept = []
+        for name, x in zip(self.input_names, tensors, strict=True):
+            wanted = _NUMPY_TYPES.get(self.input_types[name], np.float32)
+            x = x.to(device, _TORCH_TYPES[wanted]).contiguous()
+            kept.append(x)
+            binding.bind_input(name, "cuda", index, wanted, list(x.shape), x.data_ptr())
         binding.bind_output(self.output_name, "cuda", index)
-        torch.cuda.current_stream(x.device).synchronize()  # x is written before ORT reads it
+        torch.cuda.current_stream(device).synchronize()  # inputs are written before ORT reads
         self.session.run_with_iobinding(binding)
-        return torch.from_numpy(binding.copy_outputs_to_cpu()[0]).to(x.device)
+        return torch.from_numpy(binding.copy_outputs_to_cpu()[0]).to(device)
 
     def sparsity(self) -> SparsitySummary:
         return self.summary.sparsity
 
-    def macs(self, example: torch.Tensor) -> MacsResult:
-        return count_onnx_macs(self.summary, tuple(example.shape))
+    def macs(self, example) -> MacsResult:
+        batch = as_batch(example)
+        shapes = {n: tuple(t.shape) for n, t in zip(self.input_names, batch.tensors, strict=True)}
+        return count_onnx_macs(self.summary, shapes if len(shapes) > 1 else batch.shape)
 
     def close(self) -> None:
         self.session = None
 
 
-def _graph_shape(module: OnnxRuntimeModule, path: Path) -> tuple[int, ...]:
-    """The input shape the graph declares, a dynamic batch read as 1."""
-    shape = []
-    for axis, dim in enumerate(module.input_dims):
-        if isinstance(dim, int) and dim > 0:
-            shape.append(dim)
-        elif axis == 0:
-            shape.append(1)
-        else:
+def _graph_specs(module: OnnxRuntimeModule, path: Path, options: LoadOptions) -> InputSpecs:
+    """The inputs the graph declares: a dynamic batch read as 1, a dynamic sequence of a
+    token input as --seq-len (else DEFAULT_SEQ_LEN); integer inputs take values 0-1, which
+    fit any embedding (give the real range with --input)."""
+    specs = []
+    for name in module.input_names:
+        dtype = _DTYPE_NAMES.get(module.input_types[name])
+        if dtype is None:
             raise SparsebenchError(
-                f"cannot tell the input shape of {path}: dimension {axis} of input "
-                f"'{module.input_name}' is dynamic ({dim!r}); pass --input-shape, e.g. 1,3,224,224"
+                f"{path}: input '{name}' is a {module.input_types[name]}, which sparsebench "
+                "cannot feed"
             )
-    return tuple(shape)
+        dims = module.input_dims[name]
+        shape = []
+        for axis, dim in enumerate(dims):
+            if isinstance(dim, int) and dim > 0:
+                shape.append(dim)
+            elif axis == 0:
+                shape.append(1)
+            elif axis == 1 and len(dims) == 2 and not dtype.startswith("float"):
+                shape.append(options.seq_len or DEFAULT_SEQ_LEN)
+            else:
+                raise SparsebenchError(
+                    f"cannot tell the input shape of {path}: dimension {axis} of input "
+                    f"'{name}' is dynamic ({dim!r}); pass --input-shape, e.g. 1,3,224,224, or "
+                    f"--input {name}:SHAPE:{dtype}"
+                )
+        bounds = (None, None) if dtype.startswith("float") else (0, 1)
+        specs.append(InputSpec(name, tuple(shape), dtype, *bounds))
+    return InputSpecs(tuple(specs))
 
 
-def _check_declared(module: OnnxRuntimeModule, shape: tuple[int, ...], path: Path) -> None:
-    """Refuse a shape the graph's declared input cannot take, naming what it takes."""
-    dims = module.input_dims
-    fits = len(dims) == len(shape) and all(
-        not isinstance(d, int) or d <= 0 or d == s for d, s in zip(dims, shape, strict=True)
-    )
-    if not fits:
-        declared = [d if isinstance(d, int) and d > 0 else (d or "?") for d in dims]
+def _check_declared(module: OnnxRuntimeModule, specs: InputSpecs, path: Path) -> None:
+    """Refuse inputs the graph's declared inputs cannot take, naming what they take."""
+    if specs.names != module.input_names and len(specs.specs) > 1:
         raise SparsebenchError(
-            f"input shape {list(shape)} does not fit {path.name}: its input "
-            f"'{module.input_name}' is {declared}"
+            f"{path.name} takes inputs {', '.join(module.input_names)}, not "
+            f"{', '.join(specs.names)}"
         )
+    if len(specs.specs) != len(module.input_names):
+        raise SparsebenchError(
+            f"{path.name} takes {len(module.input_names)} inputs "
+            f"({', '.join(module.input_names)}); give each with --input"
+        )
+    for spec, name in zip(specs.specs, module.input_names, strict=True):
+        dims, shape = module.input_dims[name], spec.shape
+        fits = len(dims) == len(shape) and all(
+            not isinstance(d, int) or d <= 0 or d == s for d, s in zip(dims, shape, strict=True)
+        )
+        if not fits:
+            declared = [d if isinstance(d, int) and d > 0 else (d or "?") for d in dims]
+            what = f"input shape {list(shape)}" if specs.is_plain else f"input {spec.text()}"
+            raise SparsebenchError(
+                f"{what} does not fit {path.name}: its input '{name}' is {declared}"
+            )
 
 
 def _checkpoint_meta(metadata: dict | None) -> CheckpointMeta | None:
@@ -171,11 +226,13 @@ def _checkpoint_meta(metadata: dict | None) -> CheckpointMeta | None:
         stored_bytes=metadata.get("stored_bytes", 0),
         layers=metadata.get("layers", []),
     )
-    fields = {key: metadata.get(key) for key in ("arch", "dataset", "input_shape", "classes")}
+    keys = ("arch", "dataset", "input_shape", "inputs", "classes")
+    fields = {key: metadata.get(key) for key in keys}
     fields = check_meta_fields({**fields, "arch": fields["arch"] or "(onnx)"}, "ONNX metadata")
     return CheckpointMeta(
         arch=fields["arch"],
         input_shape=fields.get("input_shape"),
+        inputs=fields.get("inputs"),
         dataset=fields.get("dataset"),
         classes=fields.get("classes"),
         format="onnx",
@@ -190,26 +247,24 @@ def load_onnx(path: str | Path, options: LoadOptions) -> LoadedModel:
     try:
         model_proto = onnx.load(str(path))
         metadata = read_onnx_metadata(model_proto, path)
-        stored = (metadata or {}).get("input_shape")
-        hint = options.input_shape or (tuple(check_shape(stored, str(path))) if stored else ())
-        check_graph_bounds(model_proto, tuple(hint), path)
+        check_graph_bounds(model_proto, _bound_hint(metadata, options, path), path)
         module = OnnxRuntimeModule(model_proto, path, options.device)
     except SparsebenchError:
         raise
     except Exception as exc:  # protobuf, onnx and onnxruntime each fail their own way
         raise SparsebenchError(f"cannot read ONNX model {path}: {first_line(exc)}") from exc
     del model_proto  # the session holds the weights; the graph summary holds no data
-    found = None
-    if not options.input_shape:
-        stored = (metadata or {}).get("input_shape")
-        found = check_shape(stored or list(_graph_shape(module, path)), str(path), "input_shape")
-        found = tuple(found)
-    shape = resolve_input_shape(options, found, path)
-    _check_declared(module, shape, path)
-    check_input(module, shape, options.device)
+    try:
+        specs = resolve_inputs(options, _stored_specs(metadata, path, module, options), path)
+        _check_declared(module, specs, path)
+        check_input(module, specs, options.device)
+    except BaseException:
+        module.close()
+        raise
     return LoadedModel(
         model=module,
-        input_shape=shape,
+        input_shape=specs.shape,
+        specs=specs,
         kind="onnx",
         name=path.stem,
         source=str(path),
@@ -217,6 +272,32 @@ def load_onnx(path: str | Path, options: LoadOptions) -> LoadedModel:
         options=options,
         reference=reference_from_json((metadata or {}).get("reference_outputs"), str(path)),
     )
+
+
+def _stored_specs(metadata, path: Path, module, options: LoadOptions) -> InputSpecs | None:
+    """The inputs the file's sparsebench metadata records, else those the graph declares."""
+    metadata = metadata or {}
+    if metadata.get("inputs") is not None:
+        return InputSpecs.from_json(metadata["inputs"], str(path))
+    if metadata.get("input_shape") is not None:
+        return InputSpecs.single(check_shape(metadata["input_shape"], str(path)))
+    if options.inputs or (options.input_shape and len(module.input_names) == 1):
+        return None  # resolve_inputs takes the user's
+    return _graph_specs(module, path, options)
+
+
+def _bound_hint(metadata, options: LoadOptions, path: Path):
+    """Input shapes to bound the graph with before a session opens ({name: shape})."""
+    if options.inputs:
+        return {s.name: s.shape for s in options.inputs}
+    if options.input_shape:
+        return tuple(options.input_shape)
+    metadata = metadata or {}
+    if metadata.get("inputs") is not None:
+        specs = InputSpecs.from_json(metadata["inputs"], str(path))
+        return {s.name: s.shape for s in specs.specs}
+    stored = metadata.get("input_shape")
+    return tuple(check_shape(stored, str(path))) if stored else ()
 
 
 @register_runtime

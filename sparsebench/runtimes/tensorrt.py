@@ -22,7 +22,7 @@ from .._optional import is_available, require
 from ..checkpoint import CheckpointMeta
 from ..device import cuda_available
 from ..errors import SparsebenchError
-from ..load import LoadedModel, LoadOptions, resolve_input_shape
+from ..load import LoadedModel, LoadOptions, resolve_inputs
 from ..measure.macs import MacsResult
 from ..measure.sparsity import LayerSparsity, SparsitySummary
 from ..metadata import read_sidecar
@@ -228,7 +228,7 @@ def load_engine(path: str | Path, options: LoadOptions) -> LoadedModel:
     trt = require_tensorrt("running TensorRT engines")
     device = engine_device(options.device)
     module = TensorRTModule(trt, path.read_bytes(), device, info)
-    shape = resolve_input_shape(options, tuple(info["input_shape"]), path)
+    shape = resolve_inputs(options, tuple(info["input_shape"]), path).shape
     module.check_batch(shape[0])
     meta = CheckpointMeta(
         arch=info.get("arch") if isinstance(info.get("arch"), str) else "",
