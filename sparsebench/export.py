@@ -8,7 +8,7 @@ formats (onnx, tensorrt) get the loaded model and write their own encoding.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -70,7 +70,7 @@ def export(
     exporter = get_exporter(config.format)
     exporter.check_ready(config)
     options = options or LoadOptions()
-    with load(source, LoadOptions(**{**asdict(options), "device": "cpu"})) as loaded:
+    with load(source, replace(options, device="cpu")) as loaded:
         warnings = _sanity(loaded)
         if exporter.file_based:  # onnx, tensorrt: the format writes its own encoding
             result = exporter.export_file(loaded, Path(output), config, force)

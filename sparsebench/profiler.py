@@ -8,6 +8,7 @@ import tempfile
 from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -52,6 +53,7 @@ class ProfileConfig:
     energy_seconds: float = 1.0
     data: str | None = None
     data_split: str = "test"
+    image: Any = None  # data.ImageOptions for an image folder (--resize, --normalize, ...)
     per_layer: bool = False
     runtime: str = "torch"
 
@@ -87,7 +89,7 @@ def _memory(loaded: LoadedModel, config: ProfileConfig) -> MemoryResult:
     if not config.memory:
         return MemoryResult(None, None, unavailable_reason="disabled (--no-memory)")
     if loaded.source:
-        options = LoadOptions(**{**asdict(loaded.options), "device": config.device})
+        options = replace(loaded.options, device=config.device)
         build = functools.partial(_build_from_file, loaded.source, options, config.threads)
     else:
         build = functools.partial(_build_in_memory, loaded.model, loaded.specs, config.device)
@@ -143,7 +145,7 @@ def _profile_row(loaded: LoadedModel, config: ProfileConfig, latency) -> Profile
     accuracy = None
     if config.data:
         with step(f"measuring accuracy of {loaded.name} on {config.data}"):
-            dataset = load_dataset(config.data, config.data_split)
+            dataset = load_dataset(config.data, config.data_split, image=config.image)
             accuracy = measure_accuracy(model, dataset, loaded.input_shape, config.device)
     warnings = [w for w in (spread_warning(latency),) if w]
     warnings += energy.warnings if energy is not None else []
@@ -325,7 +327,7 @@ def profile(
     """
     config = config or ProfileConfig()
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
-    options = LoadOptions(**{**asdict(options or LoadOptions()), "device": config.device})
+    options = replace(options or LoadOptions(), device=config.device)
     # threads first: ONNX Runtime sessions take torch's thread count when they open
     with fixed_threads(config.threads), ExitStack() as stack:
         # exported ONNX files stay until the rows are measured: the memory child re-loads them

@@ -13,17 +13,23 @@ from .shared import (
     Arch,
     ArchKwargs,
     BatchSize,
+    CenterCrop,
     Device,
     Force,
     Inputs,
     InputShape,
+    Mean,
+    Normalize,
     OutputKey,
     Quiet,
+    Resize,
     SeqLen,
+    Std,
     Trust,
     app,
     console,
     friendly_errors,
+    image_options,
     load_options,
     set_quiet,
 )
@@ -87,9 +93,15 @@ def compare(
     trust_checkpoint: Trust = False,
     force: Force = False,
     quiet: Quiet = False,
+    resize: Resize = None,
+    center_crop: CenterCrop = None,
+    mean: Mean = None,
+    std: Std = None,
+    normalize: Normalize = None,
 ) -> None:
     """Convert checkpoints to each format, verify, time all variants interleaved, and advise."""
     set_quiet(quiet)
+    image = image_options(resize, center_crop, mean, std, normalize)
     from ..compare import CompareConfig
     from ..compare import compare as run_compare
     from ..compare.render import print_compare, renderer
@@ -102,7 +114,8 @@ def compare(
     if plots_dir is not None and not plots_dir.is_dir():
         raise SparsebenchError(f"--plots-dir {plots_dir} is not a directory")
     config = CompareConfig(formats=_names(formats), runtimes=_names(runtimes), device=device,
-                           data=data, data_split=split, max_acc_drop=max_acc_drop, ratio=ratio,
+                           data=data, data_split=split, image=image,
+                           max_acc_drop=max_acc_drop, ratio=ratio,
                            rounds=rounds, block_seconds=block_seconds, threads=threads)  # fmt: skip
     check_optional_count("--batch-size", batch_size)  # LoadOptions checks it only on load
     options = load_options(

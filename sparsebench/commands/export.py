@@ -15,18 +15,24 @@ from .shared import (
     Arch,
     ArchKwargs,
     BatchSize,
+    CenterCrop,
     Device,
     Force,
     Inputs,
     InputShape,
+    Mean,
+    Normalize,
     OutputKey,
     Quiet,
+    Resize,
     SeqLen,
+    Std,
     Trust,
     app,
     console,
     err_console,
     friendly_errors,
+    image_options,
     load_options,
     set_quiet,
 )
@@ -91,9 +97,15 @@ def export(
     trust_checkpoint: Trust = False,
     force: Force = False,
     quiet: Quiet = False,
+    resize: Resize = None,
+    center_crop: CenterCrop = None,
+    mean: Mean = None,
+    std: Std = None,
+    normalize: Normalize = None,
 ) -> None:
     """Convert a checkpoint to FORMAT, verify it against the dense model, write the artifact."""
     set_quiet(quiet)
+    image = image_options(resize, center_crop, mean, std, normalize)
     from ..export import export as run_export
     from ..formats import ExportConfig
 
@@ -106,7 +118,7 @@ def export(
         "sparse_initializers": sparse_initializers or None,
     }
     chosen = {name: value for name, value in given.items() if value is not None}
-    config = ExportConfig.of(format, device=device, data=data, **chosen)
+    config = ExportConfig.of(format, device=device, data=data, image=image, **chosen)
     check_optional_count("--batch-size", batch_size)  # LoadOptions checks it only on load
     options = load_options(
         arch,

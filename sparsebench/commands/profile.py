@@ -14,18 +14,24 @@ from .shared import (
     Arch,
     ArchKwargs,
     BatchSize,
+    CenterCrop,
     Device,
     Force,
     Inputs,
     InputShape,
+    Mean,
+    Normalize,
     OutputKey,
     Quiet,
+    Resize,
     SeqLen,
+    Std,
     Trust,
     app,
     console,
     err_console,
     friendly_errors,
+    image_options,
     load_options,
     set_quiet,
 )
@@ -69,9 +75,15 @@ def profile(
     ] = None,
     force: Force = False,
     quiet: Quiet = False,
+    resize: Resize = None,
+    center_crop: CenterCrop = None,
+    mean: Mean = None,
+    std: Std = None,
+    normalize: Normalize = None,
 ) -> None:
     """Measure sparsity, size, MACs, memory, latency, energy and accuracy of checkpoints."""
     set_quiet(quiet)
+    image = image_options(resize, center_crop, mean, std, normalize)
     from ..measure.latency import LatencyConfig
     from ..profiler import ProfileConfig
     from ..profiler import profile as run_profile
@@ -92,6 +104,7 @@ def profile(
         energy_seconds=energy_seconds,
         data=data,
         data_split=split,
+        image=image,
         per_layer=per_layer,
         runtime=runtime,
     )

@@ -125,6 +125,31 @@ Trust = Annotated[
 ]
 Device = Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")]
 Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")]
+Resize = Annotated[
+    int | None, typer.Option(help="Image folders: resize the shorter side to N pixels first.")
+]
+CenterCrop = Annotated[
+    int | None, typer.Option(help="Image folders: crop the N x N centre (after --resize).")
+]
+Mean = Annotated[
+    str | None, typer.Option(help="Image folders: channel means, e.g. 0.485,0.456,0.406.")
+]
+Std = Annotated[
+    str | None, typer.Option(help="Image folders: channel stds, e.g. 0.229,0.224,0.225.")
+]
+Normalize = Annotated[
+    str | None, typer.Option(help="Image folders: mean/std preset: imagenet, cifar10 or none.")
+]
+
+
+def image_options(resize, center_crop, mean, std, normalize):
+    """The image-folder transform the flags describe (checked before anything loads)."""
+    from ..data import ImageOptions
+
+    return ImageOptions.parse(resize=resize, center_crop=center_crop, mean=mean, std=std,
+                              normalize=normalize)  # fmt: skip
+
+
 Quiet = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress lines on stderr (errors still show).")
 ]

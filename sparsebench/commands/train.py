@@ -14,7 +14,10 @@ from .shared import (
     ArchKwargs,
     BatchSize,
     Force,
+    Inputs,
     InputShape,
+    OutputKey,
+    SeqLen,
     Trust,
     app,
     console,
@@ -65,6 +68,9 @@ def prune(
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
     input_shape: InputShape = None,
+    input: Inputs = None,
+    seq_len: SeqLen = None,
+    output_key: OutputKey = None,
     batch_size: BatchSize = None,
     trust_checkpoint: Trust = False,
     force: Force = False,
@@ -79,7 +85,8 @@ def prune(
     check_number("--amount", amount, at_least=0, below=1)
     check_writable(output, force)
     check_optional_count("--batch-size", batch_size)  # LoadOptions checks it only on load
-    options = load_options(arch, arch_kwargs, input_shape, batch_size, trust_checkpoint, "cpu")
+    options = load_options(arch, arch_kwargs, input_shape, batch_size, trust_checkpoint, "cpu",
+                           input, seq_len, output_key)  # fmt: skip
     loaded = load(checkpoint, options)
     meta = loaded.meta or (
         CheckpointMeta(arch=arch, arch_kwargs=options.arch_kwargs or {}) if arch else None

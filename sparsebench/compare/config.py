@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..device import check_device, check_threads
 from ..errors import SparsebenchError
@@ -31,6 +32,7 @@ class CompareConfig:
     device: str = "cpu"
     data: str | None = None
     data_split: str = "test"
+    image: Any = None  # data.ImageOptions for an image folder (--resize, --normalize, ...)
     max_acc_drop: float = 1.0
     ratio: float | None = None
     rounds: int = 5

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -72,7 +72,7 @@ def _static(variant: Variant, config: CompareConfig) -> CompareRow:
     if variant.format == "dense":
         _sanity(row, model, variant.specs, device)
     if config.data:
-        dataset = load_dataset(config.data, config.data_split)
+        dataset = load_dataset(config.data, config.data_split, image=config.image)
         row.top1 = measure_accuracy(model, dataset, variant.input_shape, device).top1
     return row
 
@@ -166,7 +166,7 @@ def compare(
 ) -> CompareReport:  # fmt: skip
     """Convert each checkpoint to each format, measure all variants and advise."""
     config = config or CompareConfig()
-    options = LoadOptions(**{**asdict(options or LoadOptions()), "device": config.device})
+    options = replace(options or LoadOptions(), device=config.device)
     with fixed_threads(config.threads) as threads:
         with tempfile.TemporaryDirectory(prefix="sparsebench-compare-") as folder:
             variants = plan_variants(list(paths), config, options, Path(folder))

@@ -47,6 +47,7 @@ class ExportConfig:
     data: str | None = None  # real inputs for verification (taylor, tensorrt int8 calibration)
     verify_samples: int = 64
     options: Any = None
+    image: Any = None  # data.ImageOptions for an image folder given as `data`
 
     def __post_init__(self):
         """Refuse a bad device, count or format before the checkpoint is even loaded."""
@@ -64,7 +65,8 @@ class ExportConfig:
 
     @classmethod
     def of(cls, format: str, device: str = "cpu", data: str | None = None,
-           verify_samples: int = 64, **options: Any) -> ExportConfig:  # fmt: skip
+           verify_samples: int = 64, image: Any = None,
+           **options: Any) -> ExportConfig:  # fmt: skip
         """An ExportConfig with the format's options given as keywords (`dtype="float16"`)."""
         wanted = FORMATS.get(format).options_type
         known = [f.name for f in fields(wanted)]
@@ -74,7 +76,7 @@ class ExportConfig:
             raise SparsebenchError(
                 f"the {format} format takes no {_flag(unknown[0])} (it takes {takes})"
             )
-        return cls(format, device, data, verify_samples, wanted(**options))
+        return cls(format, device, data, verify_samples, wanted(**options), image)
 
 
 def _flag(name: str) -> str:
@@ -175,7 +177,7 @@ def verification_inputs(loaded: LoadedModel, config: ExportConfig) -> tuple[Batc
             raise SparsebenchError(
                 f"--data feeds one input; this model takes {', '.join(loaded.specs.names)}"
             )
-        dataset = load_dataset(config.data, "test")
+        dataset = load_dataset(config.data, "test", image=config.image)
         x = fit_samples(dataset.x[: config.verify_samples], loaded.input_shape)
         return Batch((x.to(loaded.specs.specs[0].torch_dtype),)), config.data
     return loaded.synthetic(seed=0, batch=config.verify_samples), "synthetic"
