@@ -4,20 +4,21 @@ Every graph input is bound to a concrete shape (`bind_inputs`: a mapping {input 
 a plain tuple still means the shape of the first input, and dimensions an input leaves open
 take the size its symbol, e.g. `batch` or `sequence`, has in another input). Then:
 
-1. ONNX shape inference with data propagation;
+1. ONNX shape inference, then again with data propagation where that cannot grow large
+   (`_data_prop_is_bounded`: ONNX keeps the contents of every integer value it propagates,
+   with no limit of its own);
 2. as ONNX Runtime's constant folding does when it loads a model, every node whose inputs are
    known (Shape of a value with a static shape, Constant, and small integer arithmetic on
    those) is folded into an initializer, and inference runs again, until nothing more folds.
    Before each round the value_info entries that could hold stale symbols are dropped: a value
    folded into an initializer, or one whose dims were symbolic, is inferred afresh (a kept
-   entry shadows what the new constants say, so a symbol such as `unk__0`, made up before
-   the position ids of a transformer were folded, would otherwise run through the whole
-   graph);
-3. if values are still symbolic, ONNX Runtime's symbolic shape inference (when onnxruntime
-   and sympy import; it never materialises a large tensor here, see `_BoundedSymbolic`), then
-   a unification of the symbols left (an elementwise op that broadcasts a symbol against 1
-   equals it, one against a size other than 1 is that size; a MatMul's inner dims agree; a
-   Reshape keeps its element count).
+   entry shadows what the new constants say: a symbol such as `unk__0`, made up before the
+   position ids of a transformer were folded, would otherwise run through the whole graph);
+3. if values are still symbolic: ONNX Runtime's symbolic shape inference (when onnxruntime
+   and sympy import; bounded here, see `_onnxruntime_shapes`), then a unification of the
+   symbols left (an elementwise op that broadcasts a symbol against 1s equals it, one against
+   a size other than 1 is that size; a MatMul's inner dims agree; a Reshape keeps its element
+   count).
 
 Weights are never needed: the graph is a skeleton whose floating-point initializers keep
 their dims and type but no data. No node is ever evaluated unless its result is known to be
@@ -39,6 +40,7 @@ MAX_FOLDED_ELEMENTS = 1 << 16  # shape arithmetic is small; never materialise ac
 MAX_PROPAGATED_ELEMENTS = 1 << 18  # all integer values ONNX's data propagation may hold
 MAX_SYMBOLIC_ELEMENTS = 1 << 10  # one value's data in onnxruntime's symbolic inference
 MAX_RANK = 64  # of a value whose rank is the length of a shape input (Reshape, Expand)
+MAX_PASSES = 4  # of folding after the symbolic step found more
 
 InputShapes = Mapping[str, Sequence[int]] | Sequence[int]
 
@@ -647,22 +649,51 @@ def static_shapes(
 def infer_static(skeleton_model, bound: Mapping[str, Sequence[int]], symbolic: bool = True):
     """(the inferred, folded copy of the model, value name -> static shape) for inputs bound
     to `bound` ({name: shape}, as `bind_inputs` gives). Steps 1-2 of the module docstring;
-    step 3 too unless `symbolic` is False."""
+    step 3 too unless `symbolic` is False, its shapes then pinned into the graph and steps
+    1-2 run again, as long as that finds more (at most MAX_PASSES times)."""
     onnx = _onnx()
     model = onnx.ModelProto()
     model.CopyFrom(skeleton_model)
     _fix_inputs(model, bound)
     _open_outputs(model)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
-    shapes: dict[str, list[int]] = {}
+    model, shapes = _fold_to_fixpoint(model, {}, opset)
+    for _ in range(MAX_PASSES):
+        if not symbolic or not _missing(model, shapes):
+            break
+        found = _onnxruntime_shapes(model, shapes)
+        found.update(_unified_shapes(model, {**shapes, **found}))
+        if not found:
+            break
+        shapes.update(found)
+        pinned = onnx.ModelProto()
+        pinned.CopyFrom(model)
+        _pin(pinned, found)
+        try:
+            model, shapes = _fold_to_fixpoint(pinned, shapes, opset)
+        except SparsebenchError:  # inference disagrees with a pinned shape: keep the last
+            break
+    return model, shapes
+
+
+def _fold_to_fixpoint(model, shapes: dict, opset: int) -> tuple[object, dict]:
+    shapes = dict(shapes)
     for _ in range(MAX_ROUNDS):
         _drop_stale(model)
         model, found = _infer_round(model, shapes)
         shapes.update(found)
         if not _fold_round(model, shapes, opset):
             break
-    if symbolic and _missing(model, shapes):
-        shapes.update(_onnxruntime_shapes(model, shapes))
-    if symbolic and _missing(model, shapes):
-        shapes.update(_unified_shapes(model, shapes))
     return model, shapes
+
+
+def _pin(model, found: dict) -> None:
+    """Write `found` into the graph's value_info, so inference and folding build on it."""
+    graph = model.graph
+    constant = {t.name for t in graph.initializer}
+    for value in graph.value_info:
+        if value.name in found and value.name not in constant:
+            tensor = value.type.tensor_type
+            del tensor.shape.dim[:]
+            for size in found[value.name]:
+                tensor.shape.dim.add().dim_value = int(size)
