@@ -183,6 +183,8 @@ def test_hf_models_profile_export_and_compare(name, hf_folders, tmp_path):
     assert result.exit_code == 0, result.output
     row = json.loads((tmp_path / "p.json").read_text())["results"][0]
     assert row["source_kind"] == "huggingface" and row["macs_m"] > 0
+    weights = (folder / "model.safetensors").stat().st_size / 2**20
+    assert row["size_mb"] >= weights  # the folder's files, not the directory entry
     assert [i["name"] for i in row["inputs"]][0] in ("input_ids", "pixel_values")
     pruned = tmp_path / "pruned.pt"
     result = invoke("prune", folder, "-o", pruned, "--amount", "0.8", "--scope", "layer", *seq)
@@ -395,3 +397,17 @@ def test_profile_flags_an_emptied_classifier(tmp_path):
     row = json.loads((tmp_path / "r.json").read_text())["results"][0]
     assert row["flags"]["constant_outputs"] is True
     assert row["flags"]["empty_layers"] and any("100 % sparse" in w for w in row["warnings"])
+
+
+def test_kernel_column_counts_layers_instead_of_saying_no():
+    from types import SimpleNamespace
+
+    from sparsebench.report.columns import _kernel
+
+    def row(ran, converted):
+        return SimpleNamespace(kernels={"sparse_layers": ran, "converted_layers": converted,
+                                        "sparse_kernel_ran": ran == converted})  # fmt: skip
+
+    assert _kernel(row(35, 36)) == "yes (35 of 36 layers; 1 fell back)"
+    assert _kernel(row(36, 36)) == "yes (36 of 36 layers)"
+    assert _kernel(row(0, 36)) == "no (0 of 36 layers; all fell back to dense)"

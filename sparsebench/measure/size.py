@@ -12,8 +12,12 @@ from ..results import MB
 
 
 def file_size_mb(path: str | Path) -> float:
-    """Bytes of a file on disk, in MB (2**20 bytes)."""
-    return Path(path).stat().st_size / MB
+    """Bytes of a file on disk, in MB (2**20 bytes); of a model folder (a Hugging Face
+    `save_pretrained` directory), the regular files directly in it."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir() if p.is_file()) / MB
+    return path.stat().st_size / MB
 
 
 def state_dict_size_mb(model: nn.Module) -> float:

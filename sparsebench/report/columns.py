@@ -40,8 +40,11 @@ def _lat(row: ProfileRow) -> float:
 def _kernel(row: ProfileRow) -> str | None:
     if row.kernels is None:
         return None
-    answer = "yes" if row.kernels["sparse_kernel_ran"] else "NO"
-    return f"{answer} ({row.kernels['sparse_layers']}/{row.kernels['converted_layers']} layers)"
+    ran, converted = row.kernels["sparse_layers"], row.kernels["converted_layers"]
+    fell = converted - ran
+    if not ran and converted:
+        return f"no (0 of {converted} layers; all fell back to dense)"
+    return f"yes ({ran} of {converted} layers" + (f"; {fell} fell back)" if fell else ")")
 
 
 def _verify(row: ProfileRow) -> float | None:

@@ -566,7 +566,8 @@ def _unified_shapes(model, shapes: dict) -> dict[str, list[int]]:
     dims.update({name: list(shape) for name, shape in shapes.items()})
     symbols = _Symbols()
     for _ in range(MAX_ROUNDS):
-        if not any(_unify_node(node, dims, symbols) for node in graph.node):
+        learned = [_unify_node(node, dims, symbols) for node in graph.node]  # every node
+        if not any(learned):
             break
     found = {}
     for name, shape in dims.items():
