@@ -403,7 +403,7 @@ def read_hf_folder(folder: Path, options: LoadOptions, weights: Path | None = No
     kwargs = {"config": config}
     skeleton = build_skeleton(hf.HF_ARCH, kwargs)  # weightless, time-limited
     wanted = sum(t.numel() * t.element_size() for t in skeleton.state_dict().values())
-    held = sum(f.stat().st_size for f in {weights})
+    held = weights.stat().st_size
     if wanted > MAX_GROWTH * max(held, 400_000):
         raise SparsebenchError(
             f"{label}: its config builds {wanted:,} bytes of weights for {held:,} stored; refused"
@@ -431,13 +431,14 @@ def _load_export(path: Path) -> tuple[nn.Module, InputSpecs | None]:
         detail = first_line(exc)
         raise SparsebenchError(f"cannot read torch.export program {path}: {detail}") from exc
     args, kwargs = getattr(program, "example_inputs", None) or ((), {})
-    names = _argument_names(program, len(args))
+    module = program.module()  # built once: each call makes a new GraphModule
+    names = _argument_names(module, len(args))
     named = list(zip(names, args, strict=True)) + list((kwargs or {}).items())
     if not named or not all(isinstance(v, torch.Tensor) for _, v in named):
-        return adapt(program.module()), None
+        return adapt(module), None
     specs = InputSpecs(tuple(_example_spec(name, value) for name, value in named))
     keywords = [name for name, _ in named] if kwargs else None  # then every input by name
-    model = adapt(program.module(), keywords)
+    model = adapt(module, keywords)
     try:  # a program traced without a dynamic batch takes only its example's batch size
         with torch.inference_mode():
             call(model, specs.synthetic(seed=0, batch=specs.batch_size + 1))
@@ -446,12 +447,12 @@ def _load_export(path: Path) -> tuple[nn.Module, InputSpecs | None]:
     return model, specs
 
 
-def _argument_names(program, count: int) -> list[str]:
-    """The names of a program's first `count` positional arguments, as its module takes them."""
+def _argument_names(module: nn.Module, count: int) -> list[str]:
+    """The names of a program module's first `count` positional arguments."""
     import inspect
 
     try:
-        params = list(inspect.signature(program.module().forward).parameters)[:count]
+        params = list(inspect.signature(module.forward).parameters)[:count]
     except (TypeError, ValueError):
         params = []
     return params if len(params) == count else [f"arg{i}" for i in range(count)]
