@@ -226,7 +226,7 @@ def test_configs_check_the_device(build):
         ("batchsizes = [1]\n" + MODEL, "unknown key 'batchsizes'; did you mean 'batch_sizes'?"),
         ("[timing]\nblock_seconds = inf\n" + MODEL, "block_seconds must be a finite number"),
         ("[timing]\nblock_secs = 1\n" + MODEL, "did you mean 'block_seconds'?"),
-        ("[thresholds]\nalpha = nan\n" + MODEL, "alpha must be a finite number"),
+        ("[thresholds]\nconfidence = nan\n" + MODEL, "confidence must be a finite number"),
         ('[thresholds]\nmax_slowdown = "2"\n' + MODEL, "max_slowdown must be a finite number"),
         ('[[models]]\nname = "m"\nzoo = "mnist1d_mpl"\n', "unknown architecture 'mnist1d_mpl'"),
         ('[[models]]\nname = "m"\npath = "gone.pt"\n', "no such file"),
@@ -251,7 +251,7 @@ def test_bad_check_profiles(toml, message, tmp_path):
 
 def test_check_config_classes_refuse_non_finite_numbers():
     refused("thresholds.max_slowdown", lambda: Thresholds(max_slowdown=NAN))
-    refused("thresholds.alpha", lambda: Thresholds(alpha=INF))
+    refused("thresholds.confidence", lambda: Thresholds(confidence=INF))
     refused("no such file", lambda: ModelEntry("m", path="/nonexistent/model.pt"))
     refused("unknown architecture", lambda: ModelEntry("m", zoo="nope"))
 

@@ -17,7 +17,8 @@ from typing import Any
 from ..device import check_device, check_threads
 from ..errors import SparsebenchError
 from ..measure.interleaved import TimingConfig
-from ..options import check_count, check_number
+from ..options import check_count, check_number, check_seconds
+from .reference import KINDS
 
 
 def _resolve_source(entry: ModelEntry) -> None:
@@ -69,32 +70,51 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When a change is a regression: latency factor and significance, accuracy points."""
+    """When a change is a regression (see `decision.py`): the slowdown factor a latency
+    ratio may grow by, the confidence of its interval, the noise floor above which a run is
+    inconclusive (default: the margin `max_slowdown - 1`), and the accuracy points."""
 
-    max_slowdown: float = 1.25
-    alpha: float = 0.01
+    max_slowdown: float = 1.10
+    confidence: float = 0.95
+    max_noise: float | None = None
     accuracy_points: float = 1.0
 
     def __post_init__(self):
         check_number("thresholds.max_slowdown", self.max_slowdown, above=1)
-        check_number("thresholds.alpha", self.alpha, above=0, below=1)
+        check_number("thresholds.confidence", self.confidence, above=0.5, below=1)
+        if self.max_noise is not None:
+            check_number("thresholds.max_noise", self.max_noise, above=0)
         check_number("thresholds.accuracy_points", self.accuracy_points, at_least=0)
+
+    @property
+    def noise_limit(self) -> float:
+        return self.max_noise if self.max_noise is not None else self.max_slowdown - 1
+
+    @property
+    def speed_limit(self) -> float:
+        """How much slower than at the baseline (same CPU) the reference may run before the
+        run is too contended to judge: twice the slowdown margin."""
+        return 1 + 2 * (self.max_slowdown - 1)
 
 
 @dataclass(frozen=True)
 class Timing(TimingConfig):
-    """The `[timing]` table of a profile: the shared `TimingConfig` with the check's defaults
-    and at least 5 rounds, which the significance test needs."""
+    """The `[timing]` table of a profile: the shared `TimingConfig` with the check's defaults:
+    many short blocks (the minimum of each is what is compared), at least 5 rounds for the
+    confidence interval, and up to `max_seconds` of extra rounds while fewer than `rounds`
+    of them were quiet."""
 
     names = "timing."
-    rounds: int = 15
-    block_seconds: float = 0.02
-    block_iters: int = 3
+    rounds: int = 40
+    block_seconds: float = 0.005
+    block_iters: int = 10
     warmup: int = 3
+    max_seconds: float = 15.0
 
     def __post_init__(self):
         check_count("timing.rounds", self.rounds, 5,
-                    rule="timing.rounds must be >= 5 for the significance test")  # fmt: skip
+                    rule="timing.rounds must be >= 5 for the confidence interval")  # fmt: skip
+        check_seconds("timing.max_seconds", self.max_seconds, allow_zero=True)
         super().__post_init__()
 
 
@@ -109,6 +129,7 @@ class CheckProfile:
     device: str = "cpu"
     threads: int | None = 1
     data: str | None = None
+    reference: str = "mlp"
     reference_matmul: int = 128
     thresholds: Thresholds = field(default_factory=Thresholds)
     timing: Timing = field(default_factory=Timing)
@@ -122,6 +143,10 @@ class CheckProfile:
             raise SparsebenchError(f"{where}: model names must be unique")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise SparsebenchError(f"{where}: batch_sizes must be positive integers")
+        if self.reference not in KINDS:
+            raise SparsebenchError(
+                f"{where}: reference must be one of {', '.join(KINDS)} (got {self.reference!r})"
+            )
         if self.reference_matmul < 8:
             raise SparsebenchError(f"{where}: reference_matmul must be >= 8")
         untrainable = [m.name for m in self.models if m.train_epochs and self.data is None]
@@ -144,14 +169,17 @@ class CheckProfile:
 # The type of every key a profile may hold, per table; ranges are the dataclasses' to check.
 SCHEMA: dict[str, dict[str, str]] = {
     "profile": {"name": "str", "batch_sizes": "sizes", "device": "str", "threads": "int",
-                "data": "str", "reference_matmul": "int", "thresholds": "table",
+                "data": "str", "reference": "str", "reference_matmul": "int", "thresholds": "table",
                 "timing": "table", "models": "tables"},
-    "[thresholds]": {"max_slowdown": "number", "alpha": "number", "accuracy_points": "number"},
+    "[thresholds]": {"max_slowdown": "number", "confidence": "number", "max_noise": "number",
+                     "accuracy_points": "number"},
     "[timing]": {"rounds": "int", "block_seconds": "number", "block_iters": "int",
-                 "warmup": "int"},
+                 "warmup": "int", "max_seconds": "number"},
     "models": {"name": "str", "zoo": "str", "factory": "str", "path": "str",
                "input_shape": "sizes", "seed": "int", "prune": "number", "train_epochs": "int"},
 }  # fmt: skip
+
+_RENAMED = {"alpha": "confidence"}  # keys of older profiles, and what replaced them
 
 _KINDS = {
     "str": "a string",
@@ -189,7 +217,7 @@ def check_table(table: Any, section: str, where: str) -> dict:
         raise SparsebenchError(f"{where} must be a table")
     for key, value in table.items():
         if key not in schema:
-            close = difflib.get_close_matches(key, schema, n=1)
+            close = [_RENAMED[key]] if key in _RENAMED else difflib.get_close_matches(key, schema, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(schema)}"
             raise SparsebenchError(f"{where}: unknown key '{key}'{hint}")
         if not _fits(schema[key], value):

@@ -1,18 +1,19 @@
-"""`sparsebench check`: fail CI when latency (relative to an in-run reference) regresses."""
+"""`sparsebench check`: a CI latency gate; exit 0 pass, 1 regression, 2 error, 3 inconclusive."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from .shared import app, console, friendly_errors
+from .shared import app, console, err_console, friendly_errors
 
-REGRESSION_EXIT = 1
-TABLE_WIDTH = 120  # CI logs are not terminals: keep rows on one line
+TABLE_WIDTH = 130  # CI logs are not terminals: keep rows on one line
 
 
 def _append_summary(markdown: str) -> None:
@@ -26,42 +27,72 @@ def _append_summary(markdown: str) -> None:
 def check(
     profile: Annotated[Path, typer.Argument(help="Benchmark profile (.toml).")],
     update_baseline: Annotated[
-        bool, typer.Option("--update-baseline", help="Measure and (re)write the baseline.")
+        bool,
+        typer.Option(
+            "--update-baseline",
+            help="Measure and (re)write the baseline; run it on the runner type that checks.",
+        ),
     ] = False,
     baseline: Annotated[
         Path | None, typer.Option(help="Baseline JSON (default: NAME.baseline.json beside it).")
     ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the decision and findings as JSON.")
+    ] = None,
 ) -> None:
-    """Compare a profile's models with their baseline; exit 1 on a regression."""
-    if _run_check(profile, update_baseline, baseline):
-        raise typer.Exit(REGRESSION_EXIT)
+    """Compare a profile's models with their baseline.
+
+    Exit 0 pass, 1 regression (confirmed by a re-run), 2 bad input, 3 inconclusive (the
+    machine was too noisy, or a slowdown's interval straddles the threshold)."""
+    code = _run_check(profile, update_baseline, baseline, json_path)
+    if code:
+        raise typer.Exit(code)
 
 
 @friendly_errors
-def _run_check(profile: Path, update_baseline: bool, baseline: Path | None) -> bool:
-    """Measure and compare (or record); True when something regressed."""
-    from ..check import compare, load_profile, measure_profile, read_baseline, write_baseline
-    from ..check.render import findings_markdown, findings_table
-    from ..io import check_writable
+def _run_check(
+    profile: Path, update_baseline: bool, baseline: Path | None, json_path: Path | None
+) -> int:
+    """Measure and compare (or record); the exit code."""
+    from ..check import load_profile, record_baseline, run_check
+    from ..check.render import (
+        confirmation_line,
+        decision_line,
+        noise_line,
+        result_markdown,
+        result_table,
+    )
+    from ..io import atomic_write_text, check_writable
 
     config = load_profile(profile)
     baseline_path = baseline or config.baseline_path
+    if json_path is not None:
+        check_writable(json_path, force=True)
     if update_baseline:
         check_writable(baseline_path, force=True)
-        measurement = measure_profile(config)
-        write_baseline(baseline_path, measurement)
-        console.print(f"wrote baseline {baseline_path}")
-        return False
-    recorded = read_baseline(baseline_path)
-    findings = compare(recorded, measure_profile(config), config.thresholds)
+        _, noise = record_baseline(config, baseline_path)
+        if noise.noisy:
+            console.print(
+                f"[yellow]inconclusive[/yellow]: {escape('; '.join(noise.reasons))}; the "
+                "baseline was not written (re-run on a quieter machine)"
+            )
+            return 3
+        console.print(f"wrote baseline {baseline_path} ({escape(noise.text())})")
+        return 0
+    from ..check import read_baseline
+
+    read_baseline(baseline_path)  # a missing or bad baseline fails before anything is built
+    result = run_check(config, baseline_path)
     title = f"sparsebench check {config.name}"
+    for message in result.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
     wide = Console(width=max(console.width, TABLE_WIDTH), highlight=False)
-    wide.print(findings_table(findings, title))
-    _append_summary(findings_markdown(findings, title))
-    regressed = [f for f in findings if f.regressed]
-    if regressed:
-        names = ", ".join(sorted({f"{f.model} {f.metric}" for f in regressed}))
-        console.print(f"[red]{len(regressed)} regression(s):[/red] {names}")
-        return True
-    console.print("[green]pass[/green]: no regression")
-    return False
+    wide.print(result_table(result, title))
+    wide.print(escape(noise_line(result)))
+    wide.print(escape(confirmation_line(result)))
+    _append_summary(result_markdown(result, title))
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(result.to_json(), indent=2) + "\n", force=True)
+    colour = {0: "green", 1: "red", 3: "yellow"}[result.exit_code]
+    wide.print(f"[{colour}]{escape(decision_line(result))}[/{colour}]")
+    return result.exit_code
