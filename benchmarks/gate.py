@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import statistics
@@ -89,8 +88,9 @@ def write_profile(directory: Path) -> Path:
     for model in ci["models"]:
         name = model["name"]
         shape = "[1, 1, 40]" if name == "cnn" else "[1, 40]"
-        lines += ["[[models]]", f'name = "{name}"',
-                  f'factory = "{HERE / "gate_models.py"}:{name}"', f"input_shape = {shape}"]  # fmt: skip
+        factory = f"{HERE / 'gate_models.py'}:{name}"
+        lines += ["[[models]]", f'name = "{name}"', f'factory = "{factory}"',
+                  f"input_shape = {shape}"]  # fmt: skip
     path = directory / "gate.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -119,8 +119,12 @@ def _min_ratio(slowed, plain, batch_input) -> float:
     pairs = [[min(p), min(p)] for p in comparison.rounds["plain"]]
     ratios = [
         min(s) / min(p)
-        for s, p, quiet in zip(comparison.rounds["slowed"], comparison.rounds["plain"],
-                               quiet_rounds(pairs), strict=True)  # fmt: skip
+        for s, p, quiet in zip(
+            comparison.rounds["slowed"],
+            comparison.rounds["plain"],
+            quiet_rounds(pairs),
+            strict=True,
+        )  # fmt: skip
         if quiet
     ]
     return statistics.median(ratios)
@@ -275,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         records: dict = {}
         for condition in conditions:
             budget = args.runs * len(slowdowns) * 30 + 60
-            load = LoadGenerator(args.load_workers, args.duty, budget) if condition == "load" else None
+            load = None
+            if condition == "load":
+                load = LoadGenerator(args.load_workers, args.duty, budget)
             if load:
                 load.__enter__()
             try:
@@ -283,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                     for slowdown in slowdowns:
                         out = directory / f"{condition}-{slowdown:g}-{index}.json"
                         rec = run_check(profile, baseline, slowdown, calibration, out)
-                        records.setdefault(condition, {}).setdefault(f"{slowdown:g}", []).append(rec)
+                        case = records.setdefault(condition, {}).setdefault(f"{slowdown:g}", [])
+                        case.append(rec)
                         print(f"{condition} {slowdown:.0%} run {index + 1}: exit {rec['exit']}",
                               flush=True)  # fmt: skip
             finally:
@@ -295,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# `sparsebench check`: false alarms and detection (benchmarks/gate.py)",
         "",
-        f"Machine: {os.cpu_count()} CPUs, {_cpu()}; {time.strftime('%Y-%m-%d', time.gmtime(started))}; "
+        f"Machine: {os.cpu_count()} CPUs, {_cpu()}; "
+        f"{time.strftime('%Y-%m-%d', time.gmtime(started))}; "
         f"{args.runs} runs per case, each a fresh `sparsebench check` process.",
         f"Settings: profiles/ci-cpu.toml's models, batch sizes {ci['batch_sizes']}, threads "
         f"{ci.get('threads', 1)}, reference `{ci.get('reference', 'mlp')}`, thresholds "
@@ -319,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"`sparsebench check profiles/ci-cpu.toml` with the committed baseline, {len(ci_records)} "
         f"runs (idle, with training and accuracy): exit codes {ci_codes}, wall time "
-        + ", ".join(f"{r['seconds']:.0f} s" for r in ci_records) + ".",
+        + ", ".join(f"{r['seconds']:.0f} s" for r in ci_records)
+        + ".",
         "",
         "'measured' is the calibrated slowdown as timed interleaved in the calibration step "
         "(block minima, idle). 'entries flagged' counts (model, batch) entries reported as "
@@ -331,8 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         args.output.write_text(report, encoding="utf-8")
     if args.raw:
-        args.raw.write_text(json.dumps({"summaries": summaries, "records": records,
-                                        "calibration": cal, "ci": ci_records}, indent=1))  # fmt: skip
+        raw = {"summaries": summaries, "records": records, "calibration": cal, "ci": ci_records}
+        args.raw.write_text(json.dumps(raw, indent=1))
     return 0
 
 

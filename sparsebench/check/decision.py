@@ -226,8 +226,7 @@ def latency_findings(baseline, current, thresholds: Thresholds, noisy: bool) -> 
         for batch, timed in cur["latency"].items():
             if batch not in base.get("latency", {}):
                 raise SparsebenchError(
-                    f"baseline has no latency for '{name}' at batch {batch}; "
-                    "run --update-baseline"
+                    f"baseline has no latency for '{name}' at batch {batch}; run --update-baseline"
                 )
             old, new = base["latency"][batch]["ratios"], timed["ratios"]
             if min(len(old), len(new)) < MIN_ROUNDS:

@@ -13,7 +13,8 @@ from typing import Any
 
 # The instruction-set flags that change which kernels torch and ONNX Runtime dispatch to.
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-             "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")  # fmt: skip
+             "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "asimd",
+             "sve")  # fmt: skip
 _FIELDS = {"vendor_id": "vendor", "cpu family": "family", "model": "model",
            "model name": "name", "stepping": "stepping"}  # fmt: skip
 
@@ -59,7 +60,8 @@ def cpu_differences(baseline: dict[str, Any] | None, current: dict[str, Any]) ->
     if not isinstance(baseline, dict):
         return ["the baseline does not record its CPU"]
     found = []
-    same_chip = all(baseline.get(k) == current.get(k) for k in ("vendor", "family", "model", "name"))
+    keys = ("vendor", "family", "model", "name")
+    same_chip = all(baseline.get(key) == current.get(key) for key in keys)
     if not same_chip:
         found.append(f"CPU {_describe(baseline)} -> {_describe(current)}")
     old, new = set(baseline.get("isa") or []), set(current.get("isa") or [])

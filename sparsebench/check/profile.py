@@ -217,7 +217,8 @@ def check_table(table: Any, section: str, where: str) -> dict:
         raise SparsebenchError(f"{where} must be a table")
     for key, value in table.items():
         if key not in schema:
-            close = [_RENAMED[key]] if key in _RENAMED else difflib.get_close_matches(key, schema, n=1)
+            close = [_RENAMED[key]] if key in _RENAMED else []
+            close = close or difflib.get_close_matches(key, schema, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(schema)}"
             raise SparsebenchError(f"{where}: unknown key '{key}'{hint}")
         if not _fits(schema[key], value):

@@ -15,13 +15,13 @@ from ..measure.threads import fixed_threads
 from .baseline import read_baseline, write_baseline
 from .decision import (
     INCONCLUSIVE,
+    MIN_QUIET,
     PASS,
     REGRESSION,
     Finding,
     confirm,
     latency_findings,
     latency_metric,
-    MIN_QUIET,
     noise_floor,
     reference_ms,
     reference_spread,
@@ -79,9 +79,7 @@ def assess_noise(timed: dict[str, Any], profile: CheckProfile, baseline_ref: flo
             f"only {noise.quiet} of {noise.rounds} rounds were quiet (need {needed})"
         )
     if floor > thresholds.noise_limit:
-        noise.reasons.append(
-            f"noise floor {floor:.1%} is above {thresholds.noise_limit:.1%}"
-        )
+        noise.reasons.append(f"noise floor {floor:.1%} is above {thresholds.noise_limit:.1%}")
     if speed is not None and speed > thresholds.speed_limit:
         noise.reasons.append(
             f"the reference runs x{speed:.2f} slower than when the baseline was recorded on "
