@@ -103,9 +103,9 @@ def _batch(model_name: str, batch: int):
     return torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
 
-def _min_ratio(slowed, plain, batch_input) -> float:
-    """Median slowed/plain block-minimum ratio over the quiet rounds (plain within 5 % of its
-    fastest decile), timed interleaved."""
+def _min_ratio(slow, plain, batch_input) -> float:
+    """Median slow/plain block-minimum ratio over the rounds where both ran in the machine's
+    fast state (each within 5 % of its own fastest decile), timed interleaved."""
     import torch
 
     from sparsebench.check.decision import quiet_rounds
@@ -113,30 +113,24 @@ def _min_ratio(slowed, plain, batch_input) -> float:
 
     with torch.inference_mode():
         comparison = time_interleaved(
-            {"plain": lambda: plain(batch_input), "slowed": lambda: slowed(batch_input)},
-            TimingConfig(rounds=60, block_seconds=0.005, block_iters=10, warmup=5),
+            {"plain": lambda: plain(batch_input), "slow": lambda: slow(batch_input)},
+            TimingConfig(rounds=80, block_seconds=0.005, block_iters=10, warmup=5),
         )
-    pairs = [[min(p), min(p)] for p in comparison.rounds["plain"]]
-    ratios = [
-        min(s) / min(p)
-        for s, p, quiet in zip(
-            comparison.rounds["slowed"],
-            comparison.rounds["plain"],
-            quiet_rounds(pairs),
-            strict=True,
-        )  # fmt: skip
-        if quiet
-    ]
+    minima = {name: [min(block) for block in blocks] for name, blocks in comparison.rounds.items()}
+    quiet_plain = quiet_rounds([[m, m] for m in minima["plain"]])
+    quiet_slow = quiet_rounds([[m, m] for m in minima["slow"]])
+    ratios = [s / p for s, p, a, b in zip(minima["slow"], minima["plain"], quiet_plain,
+                                          quiet_slow, strict=True) if a and b]  # fmt: skip
     return statistics.median(ratios)
 
 
-def _solve(plain, x, batch: int, fraction: float, slowed_cls) -> tuple[int, float]:
+def _solve(plain, x, batch: int, fraction: float, make) -> tuple[int, float]:
     """Loop iterations whose measured slowdown is within 5 % of `fraction` (secant steps; at
     most 8 tries), and the slowdown measured for them."""
     points: list[tuple[int, float]] = []
     iterations = 100
     for _ in range(8):
-        got = _min_ratio(slowed_cls(plain, {batch: iterations}).eval(), plain, x) - 1
+        got = _min_ratio(make(plain, {batch: iterations}).eval(), plain, x) - 1
         points.append((iterations, got))
         if abs(got - fraction) <= 0.05 * fraction:
             break
@@ -162,7 +156,7 @@ def calibrate(models: list[str], batches: list[int], slowdowns: list[float]) -> 
         plain = gate_models.base_model(name)
         for fraction in slowdowns:
             for batch in batches:
-                work, got = _solve(plain, _batch(name, batch), batch, fraction, gate_models.Slowed)
+                work, got = _solve(plain, _batch(name, batch), batch, fraction, gate_models.slowed)
                 table.setdefault(name, {}).setdefault(f"{fraction:g}", {})[str(batch)] = work
                 measured.setdefault(f"{fraction:g}", []).append(got)
                 print(f"  {name} b={batch} {fraction:.0%}: {work} iterations -> {got:.1%}",
