@@ -126,6 +126,13 @@ def test_quiet_rounds_drop_the_machines_slow_state():
     assert quiet == [True] * 8 + [False] * 11 + [True] * 3
 
 
+def test_a_run_wholly_in_the_slow_state_has_no_quiet_rounds_under_the_baseline_ceiling():
+    slow = [[1.6, 1.61], [1.62, 1.6], [1.6, 1.6]]
+    assert quiet_rounds(slow) == [True] * 3  # on its own, its fastest state looks quiet
+    assert quiet_rounds(slow, ceiling=1.1) == [False] * 3
+    assert quiet_rounds([[1.0, 1.02], [1.6, 1.6]], ceiling=1.1) == [True, False]
+
+
 def test_noise_floor_is_the_reference_against_itself():
     steady = [[1.0 * s, 1.0 * s] for s in (1.0, 1.5, 1.2, 1.7, 1.1, 1.3)]  # speed moves, A=B
     assert noise_floor(steady) == pytest.approx(0.0)
@@ -357,3 +364,11 @@ def test_old_alpha_key_points_to_confidence(tmp_path):
     path.write_text('[thresholds]\nalpha = 0.01\n[[models]]\nname = "m"\nzoo = "mnist1d_mlp"\n')
     with pytest.raises(SparsebenchError, match="did you mean 'confidence'"):
         load_profile(path)
+
+
+def test_json_output_that_is_not_a_regular_file_is_refused_before_timing(tmp_path, timer):
+    profile = _profile(tmp_path)
+    _record(profile, timer)
+    result = _check(profile, "--json", str(tmp_path))
+    assert result.exit_code == 2 and "is a directory" in result.output
+    assert timer.passes == 0  # refused before anything was timed

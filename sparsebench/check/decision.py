@@ -36,19 +36,26 @@ QUIET_TOLERANCE = 0.05  # a quiet round's reference is within 5 % of the run's f
 MIN_QUIET = 10  # fewer quiet rounds than this make a run inconclusive
 
 
-def quiet_rounds(reference_pairs: list[list[float]], tolerance: float = QUIET_TOLERANCE):
+def quiet_rounds(
+    reference_pairs: list[list[float]],
+    tolerance: float = QUIET_TOLERANCE,
+    ceiling: float | None = None,
+) -> list[bool]:
     """Which rounds ran undisturbed: both reference minima within `tolerance` of the 10th
-    percentile of all reference minima of the run.
+    percentile of all reference minima of the run, and at most `ceiling` (ms) when given.
 
     On these shared VMs the machine switches for seconds at a time into states where every
     call is 1.5-1.7x slower, by a different factor for each workload (measured: the reference
     x1.7, a batch-32 MLP x1.5, a small CNN x1.9), so no ratio cancels them; a block minimum
-    cannot escape them either. Comparing only rounds in the run's fastest state can."""
+    cannot escape them either. Comparing only rounds in the run's fastest state can. A run
+    spent wholly in the slow state has no fast rounds to find; `ceiling` (from the baseline's
+    reference, on the same CPU) keeps its rounds from counting as quiet."""
     values = sorted(v for pair in reference_pairs for v in pair)
     if not values:
         return []
-    fast = values[int(0.1 * (len(values) - 1))]
-    limit = fast * (1 + tolerance)
+    limit = values[int(0.1 * (len(values) - 1))] * (1 + tolerance)
+    if ceiling is not None:
+        limit = min(limit, ceiling)
     return [max(pair) <= limit for pair in reference_pairs]
 
 

@@ -75,14 +75,18 @@ def _minima(rounds: list[list[float]]) -> list[float]:
 
 
 def time_entries(
-    profile: CheckProfile, built: dict[str, Any], entries: list[tuple[str, int]]
+    profile: CheckProfile,
+    built: dict[str, Any],
+    entries: list[tuple[str, int]],
+    ceiling: float | None = None,
 ) -> dict[str, Any]:
     """Time `entries` ((model name, batch) pairs) interleaved with the reference: at least
     `timing.rounds` rounds, then more until that many are quiet or `timing.max_seconds` ran.
 
     Returns {"reference_minima_ms": [[a, b] per round], "quiet": [bool per round], "models":
     {name: {"latency": {batch: {"ratios" (quiet rounds), "minima_ms" (all rounds)}}}}}
-    (torch threads are the caller's to fix)."""
+    (torch threads are the caller's to fix). `ceiling`: the most a quiet round's reference
+    may take (ms), from the baseline (see `quiet_rounds`)."""
     from ..inputs import call
 
     device = profile.device
@@ -105,7 +109,7 @@ def time_entries(
         for name in variants:
             minima[name] += _minima(comparison.rounds[name])
         pairs = [list(pair) for pair in zip(minima[REFERENCE], minima[REFERENCE_B], strict=True)]
-        quiet = quiet_rounds(pairs)
+        quiet = quiet_rounds(pairs, ceiling=ceiling)
         if sum(quiet) >= wanted or time.perf_counter() - start >= timing.max_seconds:
             break
         timing = replace(timing, warmup=0, rounds=EXTRA_ROUNDS)
@@ -139,12 +143,14 @@ def settings(profile: CheckProfile) -> dict[str, Any]:
     }
 
 
-def measure_built(profile: CheckProfile, built: dict[str, Any], dataset) -> dict[str, Any]:
+def measure_built(
+    profile: CheckProfile, built: dict[str, Any], dataset, ceiling: float | None = None
+) -> dict[str, Any]:
     """The baseline-shaped JSON dict (schema sparsebench.check/v2) of built models."""
     device = check_device(profile.device)
     with torch.inference_mode():
         models = {name: static_figures(loaded, dataset) for name, loaded in built.items()}
-    timed = time_entries(profile, built, all_entries(profile))
+    timed = time_entries(profile, built, all_entries(profile), ceiling)
     for name, figures in models.items():
         figures["latency"] = timed["models"][name]["latency"]
     environment = collect_environment(device)

@@ -203,7 +203,7 @@ def _suspects(findings: list[Finding]) -> list[tuple[str, int]]:
 def _confirm(profile, built, recorded, findings: list[Finding], baseline_ref):
     """Re-time only the suspected entries; the confirmation run decides them."""
     suspects = _suspects(findings)
-    rerun = time_entries(profile, built, suspects)
+    rerun = time_entries(profile, built, suspects, _ceiling(profile, baseline_ref))
     noise = assess_noise(rerun, profile, baseline_ref)
     second = {
         (f.model, f.metric): f
@@ -223,6 +223,14 @@ def _confirm(profile, built, recorded, findings: list[Finding], baseline_ref):
     return merged, confirmation
 
 
+def _ceiling(profile: CheckProfile, baseline_ref: float | None) -> float | None:
+    """A quiet round's reference may be at most halfway to the speed limit over the
+    baseline's (same CPU only): rounds in the VM's slow state never count as quiet."""
+    if baseline_ref is None:
+        return None
+    return baseline_ref * (1 + (profile.thresholds.speed_limit - 1) / 2)
+
+
 def _baseline_reference(recorded: dict[str, Any], same_cpu: bool) -> float | None:
     """The baseline's reference time over its quiet rounds, when this CPU is the same kind."""
     pairs = recorded.get("reference_minima_ms")
@@ -239,7 +247,7 @@ def run_check(profile: CheckProfile, baseline_path: str | Path, confirm_run: boo
     baseline_ref = _baseline_reference(recorded, same_cpu=not warnings)
     with fixed_threads(profile.threads):
         built = build_models(profile)
-        current = measure_built(profile, built, _dataset(profile))
+        current = measure_built(profile, built, _dataset(profile), _ceiling(profile, baseline_ref))
         noise = assess_noise(current, profile, baseline_ref)
         findings = latency_findings(recorded, current["models"], profile.thresholds, noise.noisy)
         confirmation = None
