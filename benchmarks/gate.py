@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import statistics
@@ -138,7 +139,7 @@ def _solve(plain, x, batch: int, fraction: float, make) -> tuple[int, float]:
         slope = (g2 - g1) / (n2 - n1) if n2 != n1 else 0
         guess = n2 + (fraction - g2) / slope if slope > 0 else n2 * fraction / max(g2, 1e-3)
         iterations = max(0, min(round(guess), 10_000_000))
-    return iterations, got
+    return min(points, key=lambda point: abs(point[1] - fraction))  # the best one measured
 
 
 def calibrate(models: list[str], batches: list[int], slowdowns: list[float]) -> dict:
@@ -181,16 +182,27 @@ def run_check(profile: Path, baseline: Path, slowdown: float, calibration: Path,
     return {
         "exit": done.returncode,
         "seconds": seconds,
-        "noise_floor": result["noise_floor"],
+        "noise_floor": result["noise"]["floor"],
         "confirmed": result["confirmation"] is not None,
         "entries": {f"{f['model']} {f['metric']}": [f["status"], f["change"]] for f in latency},
     }
 
 
+def _factor(change: str) -> float | None:
+    """'x1.034' -> 1.034; None for a row that could not compare ('n/a')."""
+    try:
+        return float(change.removeprefix("x"))
+    except ValueError:
+        return None
+
+
 def summarise(records: list[dict], slowdown: float) -> dict:
     codes = [r["exit"] for r in records]
     entries = [status for r in records for status, _ in r["entries"].values()]
-    factors = [float(change[1:]) for r in records for _, change in r["entries"].values()]
+    parsed = [_factor(change) for r in records for _, change in r["entries"].values()]
+    compared = [f for f in parsed if f is not None]
+    factors = compared or [math.nan]
+    floors = [r["noise_floor"] for r in records if r["noise_floor"] is not None] or [math.nan]
     return {
         "runs": len(records),
         "regression": codes.count(1),
@@ -201,8 +213,9 @@ def summarise(records: list[dict], slowdown: float) -> dict:
         "factor_median": statistics.median(factors),
         "factor_low": min(factors),
         "factor_high": max(factors),
-        "noise_median": statistics.median(r["noise_floor"] for r in records),
-        "noise_max": max(r["noise_floor"] for r in records),
+        "noise_median": statistics.median(floors),
+        "noise_max": max(floors),
+        "entries_not_compared": len(parsed) - len(compared),
         "confirmations": sum(r["confirmed"] for r in records),
         "seconds_median": statistics.median(r["seconds"] for r in records),
         "slowdown": slowdown,
@@ -272,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         print(record.stdout.strip(), flush=True)
         records: dict = {}
         for condition in conditions:
-            budget = args.runs * len(slowdowns) * 30 + 60
+            budget = args.runs * len(slowdowns) * 120 + 600  # workers also stop with us
             load = None
             if condition == "load":
                 load = LoadGenerator(args.load_workers, args.duty, budget)
@@ -285,6 +298,14 @@ def main(argv: list[str] | None = None) -> int:
                         rec = run_check(profile, baseline, slowdown, calibration, out)
                         case = records.setdefault(condition, {}).setdefault(f"{slowdown:g}", [])
                         case.append(rec)
+                        if args.raw:
+                            with open(f"{args.raw}.jsonl", "a", encoding="utf-8") as log:
+                                log.write(
+                                    json.dumps(
+                                        {"condition": condition, "slowdown": slowdown, **rec}
+                                    )
+                                    + "\n"
+                                )
                         print(f"{condition} {slowdown:.0%} run {index + 1}: exit {rec['exit']}",
                               flush=True)  # fmt: skip
             finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -154,10 +155,10 @@ def test_thresholds_validate():
 def test_cpu_identity_and_differences():
     here = cpu_identity()
     assert cpu_differences(here, here) == []
-    other = {**here, "model": "999", "isa": [*here["isa"], "amx_tile"]}
+    other = {**here, "model": "999", "isa": [*here["isa"], "made_up_isa"]}
     found = cpu_differences(other, here)
-    assert any("family" in phrase or "CPU" in phrase for phrase in found)
-    assert any("-amx_tile" in phrase for phrase in found) or "amx_tile" in here["isa"]
+    assert found[0].startswith("CPU ") and "model 999 ->" in found[0]
+    assert found[1] == "instruction sets -made_up_isa"
     assert cpu_differences(None, here) == ["the baseline does not record its CPU"]
 
 
@@ -174,7 +175,7 @@ class FakeTimer:
         self.passes = 0
         monkeypatch.setattr(check_measure, "time_interleaved", self)
 
-    def __call__(self, variants, timing, device="cpu"):
+    def __call__(self, variants, timing, device="cpu", offset=0):
         rng = random.Random(self.passes)
         comparison = Comparison({name: [] for name in variants})
         for index in range(timing.rounds):
@@ -277,13 +278,23 @@ def test_baseline_from_another_cpu_warns_and_still_decides(tmp_path, timer):
     assert "different machine" in result.output and "--update-baseline" in result.output
 
 
-def test_reference_much_slower_than_at_the_baseline_is_inconclusive(tmp_path, timer):
+def test_a_run_wholly_in_a_slow_state_is_inconclusive_with_strict_json(tmp_path, timer):
     profile = _profile(tmp_path)
     _record(profile, timer)
     timer.times = {name: t * 1.6 for name, t in timer.times.items()}  # everything, same CPU
-    result = _check(profile)
+    result = _check(profile, "--json", str(tmp_path / "r.json"))
     assert result.exit_code == 3, result.output
-    assert "slower than when the baseline was recorded" in result.output
+    assert "only 0 of 12 rounds were quiet" in result.output
+    assert "reference ran x1.60 slower than when the baseline was recorded" in result.output
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    data = json.loads((tmp_path / "r.json").read_text(), parse_constant=refuse)
+    assert data["noise_floor"] is None and data["noise"]["quiet_rounds"] == 0
+    assert {f["status"] for f in data["findings"] if f["metric"].startswith("latency")} == {
+        "inconclusive"
+    }
 
 
 def test_old_baseline_schema_is_one_line_exit_2(tmp_path, timer):
@@ -364,6 +375,57 @@ def test_old_alpha_key_points_to_confidence(tmp_path):
     path.write_text('[thresholds]\nalpha = 0.01\n[[models]]\nname = "m"\nzoo = "mnist1d_mlp"\n')
     with pytest.raises(SparsebenchError, match="did you mean 'confidence'"):
         load_profile(path)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("models", "mlp", "latency", "1", "ratios"), ["fast"], "is not a list of positive"),
+        (("models", "mlp", "latency", "1", "ratios"), [0.0, 1.0], "is not a list of positive"),
+        (("models", "mlp", "state_bytes"), 1.5, "state_bytes is not an integer"),
+        (("reference_minima_ms",), [[1.0]], "reference_minima_ms is not a list"),
+        (("quiet",), [True], "quiet is not a list of booleans"),
+        (("environment",), [], "environment is not an object"),
+        (("models", "mlp"), "x", "models.mlp is not an object"),
+    ],
+)
+def test_a_crafted_baseline_is_one_line_exit_2_before_timing(tmp_path, timer, path, value, message):
+    profile = _profile(tmp_path)
+    _record(profile, timer)
+    baseline = tmp_path / "quick.baseline.json"
+    data = json.loads(baseline.read_text())
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    baseline.write_text(json.dumps(data))
+    result = _check(profile)
+    assert result.exit_code == 2, result.output
+    assert "is corrupt" in result.output and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert timer.passes == 0
+
+
+def test_a_baseline_without_a_batch_size_is_refused_before_building(tmp_path, timer):
+    profile = _profile(tmp_path)
+    _record(profile, timer)
+    Path(profile).write_text(
+        Path(profile).read_text().replace("batch_sizes = [1]", "batch_sizes = [1, 4]")
+    )
+    result = _check(profile)
+    assert result.exit_code == 2 and "no latency for 'mlp' at batch 4" in result.output
+    assert timer.passes == 0
+
+
+def test_json_with_update_baseline_and_duplicate_batches_are_refused(tmp_path, timer):
+    profile = _profile(tmp_path)
+    result = _check(profile, "--update-baseline", "--json", str(tmp_path / "r.json"))
+    assert result.exit_code == 2 and "does not apply with --update-baseline" in result.output
+    Path(profile).write_text(
+        Path(profile).read_text().replace("batch_sizes = [1]", "batch_sizes = [1, 1]")
+    )
+    result = _check(profile)
+    assert result.exit_code == 2 and "lists a size twice" in result.output
 
 
 def test_json_output_that_is_not_a_regular_file_is_refused_before_timing(tmp_path, timer):

@@ -56,7 +56,7 @@ def quiet_rounds(
     limit = values[int(0.1 * (len(values) - 1))] * (1 + tolerance)
     if ceiling is not None:
         limit = min(limit, ceiling)
-    return [max(pair) <= limit for pair in reference_pairs]
+    return [0 < min(pair) and max(pair) <= limit for pair in reference_pairs]
 
 
 def robust_spread(values: list[float]) -> float:

@@ -105,7 +105,7 @@ def time_entries(
     start = time.perf_counter()
     while True:
         with torch.inference_mode():
-            comparison = time_interleaved(variants, timing, device)
+            comparison = time_interleaved(variants, timing, device, offset=len(minima[REFERENCE]))
         for name in variants:
             minima[name] += _minima(comparison.rounds[name])
         pairs = [list(pair) for pair in zip(minima[REFERENCE], minima[REFERENCE_B], strict=True)]
@@ -117,6 +117,7 @@ def time_entries(
     for name, batch in entries:
         mine = minima[entry_key(name, batch)]
         ratios = [m / ((a + b) / 2) for m, (a, b), q in zip(mine, pairs, quiet, strict=True) if q]
+        ratios = [ratio for ratio in ratios if ratio > 0]  # a call under the timer's resolution
         models.setdefault(name, {"latency": {}})["latency"][str(batch)] = {
             "ratios": ratios,
             "minima_ms": mine,

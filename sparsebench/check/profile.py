@@ -90,12 +90,6 @@ class Thresholds:
     def noise_limit(self) -> float:
         return self.max_noise if self.max_noise is not None else self.max_slowdown - 1
 
-    @property
-    def speed_limit(self) -> float:
-        """How much slower than at the baseline (same CPU) the reference may run before the
-        run is too contended to judge: twice the slowdown margin."""
-        return 1 + 2 * (self.max_slowdown - 1)
-
 
 @dataclass(frozen=True)
 class Timing(TimingConfig):
@@ -143,6 +137,8 @@ class CheckProfile:
             raise SparsebenchError(f"{where}: model names must be unique")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise SparsebenchError(f"{where}: batch_sizes must be positive integers")
+        if len(set(self.batch_sizes)) != len(self.batch_sizes):
+            raise SparsebenchError(f"{where}: batch_sizes lists a size twice")
         if self.reference not in KINDS:
             raise SparsebenchError(
                 f"{where}: reference must be one of {', '.join(KINDS)} (got {self.reference!r})"

@@ -46,8 +46,8 @@ def decision_line(result: CheckResult) -> str:
 
 def noise_line(result: CheckResult) -> str:
     return (
-        f"{result.noise.text()}; limit {result.noise_limit:.1%} (noise floor: the reference "
-        f"against its own copy); threshold x{result.max_slowdown:g}, "
+        f"timing: {result.noise.text()}; limit {result.noise_limit:.1%} (noise floor: the "
+        f"reference against its own copy); threshold x{result.max_slowdown:g}, "
         f"{result.confidence:.0%} bootstrap intervals"
     )
 

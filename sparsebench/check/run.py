@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 from ..data import load_dataset
 from ..measure.threads import fixed_threads
-from .baseline import read_baseline, write_baseline
+from .baseline import check_covers, read_baseline, write_baseline
 from .decision import (
     INCONCLUSIVE,
     MIN_QUIET,
@@ -58,16 +59,21 @@ class Noise:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {"floor": self.floor, "quiet_rounds": self.quiet, "rounds": self.rounds,
-                "speed_spread": self.spread, "speed_vs_baseline": self.speed,
+        return {"floor": _finite(self.floor), "quiet_rounds": self.quiet, "rounds": self.rounds,
+                "speed_spread": _finite(self.spread), "speed_vs_baseline": _finite(self.speed),
                 "reasons": self.reasons}  # fmt: skip
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no infinity: a spread over fewer than 2 rounds is null."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def assess_noise(timed: dict[str, Any], profile: CheckProfile, baseline_ref: float | None):
     """The noise of one timing pass against the profile's limits (see `decision.py`).
 
-    `baseline_ref` is the baseline's reference time when it was recorded on this kind of CPU:
-    a reference much slower now means contention the ratio may not cancel."""
+    `baseline_ref` is the baseline's reference time when it was recorded on this kind of CPU;
+    the reference now over it is reported with the reasons."""
     thresholds = profile.thresholds
     pairs, quiet = timed["reference_minima_ms"], timed["quiet"]
     floor = noise_floor(pairs, quiet)
@@ -75,16 +81,14 @@ def assess_noise(timed: dict[str, Any], profile: CheckProfile, baseline_ref: flo
     noise = Noise(floor, sum(quiet), len(pairs), reference_spread(pairs), speed)
     needed = min(MIN_QUIET, profile.timing.rounds)
     if noise.quiet < needed:
+        slower = ""
+        if speed is not None and speed > thresholds.max_slowdown:
+            slower = f"; the reference ran x{speed:.2f} slower than when the baseline was recorded"
         noise.reasons.append(
-            f"only {noise.quiet} of {noise.rounds} rounds were quiet (need {needed})"
+            f"only {noise.quiet} of {noise.rounds} rounds were quiet (need {needed}){slower}"
         )
-    if floor > thresholds.noise_limit:
+    if math.isfinite(floor) and floor > thresholds.noise_limit:
         noise.reasons.append(f"noise floor {floor:.1%} is above {thresholds.noise_limit:.1%}")
-    if speed is not None and speed > thresholds.speed_limit:
-        noise.reasons.append(
-            f"the reference runs x{speed:.2f} slower than when the baseline was recorded on "
-            f"this CPU (limit x{thresholds.speed_limit:.2f})"
-        )
     return noise
 
 
@@ -149,7 +153,7 @@ class CheckResult:
             "baseline": self.baseline,
             "status": self.status,
             "exit_code": self.exit_code,
-            "noise_floor": self.noise.floor,
+            "noise_floor": _finite(self.noise.floor),
             "noise": self.noise.to_json(),
             "noise_limit": self.noise_limit,
             "max_slowdown": self.max_slowdown,
@@ -224,11 +228,11 @@ def _confirm(profile, built, recorded, findings: list[Finding], baseline_ref):
 
 
 def _ceiling(profile: CheckProfile, baseline_ref: float | None) -> float | None:
-    """A quiet round's reference may be at most halfway to the speed limit over the
-    baseline's (same CPU only): rounds in the VM's slow state never count as quiet."""
+    """On the baseline's own CPU model a quiet round's reference may be at most `max_slowdown`
+    times the baseline's: rounds in the VM's slow state never count as quiet."""
     if baseline_ref is None:
         return None
-    return baseline_ref * (1 + (profile.thresholds.speed_limit - 1) / 2)
+    return baseline_ref * profile.thresholds.max_slowdown
 
 
 def _baseline_reference(recorded: dict[str, Any], same_cpu: bool) -> float | None:
@@ -243,6 +247,8 @@ def run_check(profile: CheckProfile, baseline_path: str | Path, confirm_run: boo
     """Measure `profile`, compare with the baseline and confirm suspected latency entries."""
     start = time.perf_counter()
     recorded = read_baseline(baseline_path)
+    check_covers(recorded, [m.name for m in profile.models], list(profile.batch_sizes),
+                 baseline_path)  # fmt: skip
     warnings = machine_warnings(recorded)
     baseline_ref = _baseline_reference(recorded, same_cpu=not warnings)
     with fixed_threads(profile.threads):

@@ -62,10 +62,14 @@ def _run_check(
         result_markdown,
         result_table,
     )
+    from ..errors import SparsebenchError
     from ..io import atomic_write_text, check_writable
 
     config = load_profile(profile)
     baseline_path = baseline or config.baseline_path
+    if json_path is not None and update_baseline:
+        raise SparsebenchError("--json writes a check's decision; it does not apply with "
+                               "--update-baseline")  # fmt: skip
     if json_path is not None:
         check_writable(json_path, force=True)
     if update_baseline:
@@ -74,25 +78,24 @@ def _run_check(
         if noise.noisy:
             console.print(
                 f"[yellow]inconclusive[/yellow]: {escape('; '.join(noise.reasons))}; the "
-                "baseline was not written (re-run on a quieter machine)"
+                "baseline was not written (re-run on a quieter machine)",
+                soft_wrap=True,
             )
             return 3
-        console.print(f"wrote baseline {baseline_path} ({escape(noise.text())})")
+        console.print(f"wrote baseline {baseline_path} ({escape(noise.text())})", soft_wrap=True)
         return 0
-    from ..check import read_baseline
-
-    read_baseline(baseline_path)  # a missing or bad baseline fails before anything is built
     result = run_check(config, baseline_path)
     title = f"sparsebench check {config.name}"
     for message in result.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
     wide = Console(width=max(console.width, TABLE_WIDTH), highlight=False)
     wide.print(result_table(result, title))
-    wide.print(escape(noise_line(result)))
-    wide.print(escape(confirmation_line(result)))
+    wide.print(escape(noise_line(result)), soft_wrap=True)
+    wide.print(escape(confirmation_line(result)), soft_wrap=True)
     _append_summary(result_markdown(result, title))
     if json_path is not None:
-        atomic_write_text(json_path, json.dumps(result.to_json(), indent=2) + "\n", force=True)
+        text = json.dumps(result.to_json(), indent=2, allow_nan=False)
+        atomic_write_text(json_path, text + "\n", force=True)
     colour = {0: "green", 1: "red", 3: "yellow"}[result.exit_code]
-    wide.print(f"[{colour}]{escape(decision_line(result))}[/{colour}]")
+    wide.print(f"[{colour}]{escape(decision_line(result))}[/{colour}]", soft_wrap=True)
     return result.exit_code

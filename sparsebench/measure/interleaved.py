@@ -78,8 +78,10 @@ def time_interleaved(
     variants: dict[str, Callable[[], object]],
     timing: TimingConfig | None = None,
     device: str = "cpu",
+    offset: int = 0,
 ) -> Comparison:
-    """Time every variant in `timing.rounds` rotating rounds (see `TimingConfig`)."""
+    """Time every variant in `timing.rounds` rotating rounds (see `TimingConfig`); `offset`
+    continues the rotation of an earlier call (the number of rounds it timed)."""
     timing = timing or TimingConfig()
     names = list(variants)
     for name in names:
@@ -88,7 +90,7 @@ def time_interleaved(
     block = LatencyConfig(warmup=0, min_iters=timing.block_iters, min_seconds=timing.block_seconds)
     comparison = Comparison({name: [] for name in names})
     for index in range(timing.rounds):
-        shift = index % len(names)
+        shift = (index + offset) % len(names)
         for name in names[shift:] + names[:shift]:
             stats = measure_latency(variants[name], device, block)
             comparison.rounds[name].append(stats.samples)
