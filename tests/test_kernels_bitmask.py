@@ -1,0 +1,107 @@
+"""The bitmask kernel (kernels/bitmask.py) and its operator equal the dense reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("numba", reason="the kernels extra (numba) is not installed")
+
+from sparsebench.kernels import bitmask, bitmask_linear, pack_linear  # noqa: E402
+
+PATHS = [pytest.param(False, id="scalar")]
+if bitmask.has_avx512():
+    PATHS.append(pytest.param(True, id="avx512"))
+
+
+def _weight(rows: int, cols: int, sparsity: float, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(rows, cols, generator=generator)
+    weight[torch.rand(rows, cols, generator=generator) < sparsity] = 0
+    return weight
+
+
+def _check(weight: torch.Tensor, x: torch.Tensor, avx512: bool) -> None:
+    packed = pack_linear(weight)
+    got = bitmask.matmul(packed["rowstart"].numpy(), packed["masks"].numpy(),
+                         packed["values"].numpy(), x.contiguous().numpy(), avx512)  # fmt: skip
+    expected = x @ weight.t()
+    assert got.shape == tuple(expected.shape)
+    torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("avx512", PATHS)
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.8, 0.95, 1.0])
+@pytest.mark.parametrize("shape", [(64, 64), (37, 53), (5, 16), (130, 200), (1, 1)])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_matches_dense(avx512, sparsity, shape, batch):
+    weight = _weight(*shape, sparsity)
+    _check(weight, torch.randn(batch, shape[1]), avx512)
+
+
+@pytest.mark.parametrize("avx512", PATHS)
+def test_empty_rows_and_columns(avx512):
+    weight = _weight(48, 70, 0.6, seed=1)
+    weight[5] = 0
+    weight[:, 17] = 0
+    weight[:, 64:] = 0  # a whole trailing segment empty
+    _check(weight, torch.randn(4, 70), avx512)
+
+
+def test_operator_is_a_linear_with_bias_and_any_leading_dims():
+    weight, bias = _weight(33, 40, 0.8, seed=2), torch.randn(33)
+    packed = pack_linear(weight)
+    x = torch.randn(40, 2, 3).permute(1, 2, 0)  # non-contiguous (2, 3, 40)
+    with torch.inference_mode():
+        got = bitmask_linear(x, packed["rowstart"], packed["masks"], packed["values"], bias, 40)
+    torch.testing.assert_close(got, torch.nn.functional.linear(x, weight, bias), rtol=1e-4,
+                               atol=1e-4)  # fmt: skip
+    assert got.shape == (2, 3, 33)
+
+
+def test_operator_shows_up_by_name_in_the_profiler():
+    weight = _weight(16, 32, 0.9)
+    packed = pack_linear(weight)
+    x = torch.randn(1, 32)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        bitmask_linear(x, packed["rowstart"], packed["masks"], packed["values"], None, 32)
+    assert "sparsebench::bitmask_linear" in {event.key for event in prof.key_averages()}
+
+
+def test_operator_has_a_fake_kernel_for_tracing():
+    weight = _weight(8, 20, 0.5)
+    packed = pack_linear(weight)
+    torch.library.opcheck(
+        bitmask_linear,
+        (torch.randn(3, 20), packed["rowstart"], packed["masks"], packed["values"], None, 20),
+        test_utils=("test_schema", "test_faketensor"),
+    )
+
+
+def test_packed_bytes_follow_the_layout():
+    weight = _weight(10, 40, 0.75)
+    packed = pack_linear(weight)
+    nnz = int((weight != 0).sum())
+    assert packed["values"].numel() == nnz + bitmask.SEGMENT
+    assert packed["masks"].shape == (10, 3) and packed["masks"].dtype == torch.int16
+    assert packed["rowstart"].tolist()[1] == int((weight[0] != 0).sum())
+
+
+def test_check_packed_accepts_packed_and_refuses_crafted_arrays():
+    weight = _weight(12, 37, 0.7)
+    rowstart, masks, values = bitmask.pack(weight.numpy())
+    bitmask.check_packed(rowstart, masks, values, 37)
+    bad_start = rowstart.copy()
+    bad_start[3] += 1
+    wide = masks.copy()
+    wide[0, -1] = -1  # bits beyond column 37
+    for args, message in [
+        ((bad_start, masks, values, 37), "rowstart"),
+        ((rowstart, wide, values, 37), "beyond in_features"),
+        ((rowstart, masks, values[:-1], 37), "padding"),
+        ((rowstart, masks, values, 80), "do not fit"),
+        ((rowstart.astype(np.int32), masks, values, 37), "int64 rowstart"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            bitmask.check_packed(*args)
