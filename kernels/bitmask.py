@@ -15,6 +15,7 @@ that chose it). Elsewhere a scalar loop over the set bits computes the same resu
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 
@@ -52,8 +53,9 @@ _F32, _I16, _I64 = ir.FloatType(), ir.IntType(16), ir.IntType(64)
 _V16F, _V16B = ir.VectorType(_F32, 16), ir.VectorType(ir.IntType(1), 16)
 
 
+@functools.cache
 def has_avx512() -> bool:
-    """Whether this CPU (as LLVM sees it) can run the expand kernel."""
+    """Whether this CPU (as LLVM sees it) can run the expand kernel (asked once)."""
     features = llvm.get_host_cpu_features()
     return bool(features.get("avx512f"))
 
@@ -130,33 +132,48 @@ def _row_dot(typingctx, values, start, masks, mask_start, segments, x):
     return signature, codegen
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def _matvec_avx512(rowstart, masks, values, x, out):
-    """out[n, r] = row r . x[n] for every row and batch row."""
-    rows, segments = masks.shape
+def _avx512_rows(rowstart, masks, values, x, out, r):
+    segments = masks.shape[1]
     flat = masks.reshape(-1)
-    for r in prange(rows):
-        for n in range(x.shape[0]):
-            out[n, r] = _row_dot(values, rowstart[r], flat, r * segments, segments, x[n])
+    for n in range(x.shape[0]):
+        out[n, r] = _row_dot(values, rowstart[r], flat, r * segments, segments, x[n])
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def _matvec_scalar(rowstart, masks, values, x, out):
-    rows, segments = masks.shape
-    for r in prange(rows):
-        for n in range(x.shape[0]):
-            acc = np.float32(0.0)
-            k = rowstart[r]
-            for s in range(segments):
-                mask = np.int64(masks[r, s]) & 0xFFFF
-                bit = 0
-                while mask:
-                    if mask & 1:
-                        acc += values[k] * x[n, s * SEGMENT + bit]
-                        k += 1
-                    mask >>= 1
-                    bit += 1
-            out[n, r] = acc
+def _scalar_rows(rowstart, masks, values, x, out, r):
+    for n in range(x.shape[0]):
+        acc = np.float32(0.0)
+        k = rowstart[r]
+        for s in range(masks.shape[1]):
+            mask = np.int64(masks[r, s]) & 0xFFFF
+            bit = 0
+            while mask:
+                if mask & 1:
+                    acc += values[k] * x[n, s * SEGMENT + bit]
+                    k += 1
+                mask >>= 1
+                bit += 1
+        out[n, r] = acc
+
+
+def _kernels(row):
+    """The parallel and the serial kernel over rows for one row body."""
+    body = njit(fastmath=True, cache=True, inline="always")(row)
+
+    def parallel(rowstart, masks, values, x, out):
+        for r in prange(masks.shape[0]):
+            body(rowstart, masks, values, x, out, r)
+
+    def serial(rowstart, masks, values, x, out):
+        for r in range(masks.shape[0]):
+            body(rowstart, masks, values, x, out, r)
+
+    return (njit(parallel=True, fastmath=True, cache=True)(parallel),
+            njit(fastmath=True, cache=True)(serial))  # fmt: skip
+
+
+_matvec_avx512, _serial_avx512 = _kernels(_avx512_rows)
+_matvec_scalar, _serial_scalar = _kernels(_scalar_rows)
+SERIAL_BELOW = 65536  # mask segments x batch rows under which one thread beats a parallel region
 
 
 def pack(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -179,13 +196,18 @@ def matmul(rowstart, masks, values, x: np.ndarray, avx512: bool | None = None) -
     """x (N, K) float32 times the packed weight transposed: (N, M)."""
     rows, segments = masks.shape
     width = segments * SEGMENT
-    inputs = np.zeros((x.shape[0], width), np.float32)
-    inputs[:, : x.shape[1]] = x
+    if x.shape[1] == width and x.flags.c_contiguous:
+        inputs = x
+    else:  # the last segment reads 16 inputs: pad with zeros
+        inputs = np.zeros((x.shape[0], width), np.float32)
+        inputs[:, : x.shape[1]] = x
     out = np.empty((x.shape[0], rows), np.float32)
     if avx512 is None:
         avx512 = has_avx512()
-    kernel = _matvec_avx512 if avx512 else _matvec_scalar
-    kernel(rowstart, masks.view(np.uint16), values, inputs, out)
+    small = masks.size * x.shape[0] < SERIAL_BELOW
+    kernels = {(True, False): _matvec_avx512, (True, True): _serial_avx512,
+               (False, False): _matvec_scalar, (False, True): _serial_scalar}  # fmt: skip
+    kernels[avx512, small](rowstart, masks.view(np.uint16), values, inputs, out)
     return out
 
 

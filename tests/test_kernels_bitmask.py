@@ -105,3 +105,12 @@ def test_check_packed_accepts_packed_and_refuses_crafted_arrays():
     ]:
         with pytest.raises(ValueError, match=message):
             bitmask.check_packed(*args)
+
+
+@pytest.mark.parametrize("avx512", PATHS)
+@pytest.mark.parametrize(("shape", "batch"), [((2048, 512), 1), ((300, 400), 9)])
+def test_the_parallel_kernel_matches_dense_on_layers_above_the_serial_threshold(
+    avx512, shape, batch
+):
+    assert (shape[0] * -(-shape[1] // 16)) * batch >= bitmask.SERIAL_BELOW
+    _check(_weight(*shape, 0.8, seed=3), torch.randn(batch, shape[1]), avx512)

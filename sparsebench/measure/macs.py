@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_flop_count
 
 from ..inputs import as_batch, call
-from .sparsity import is_compressed, nonzero_count, prunable_layers
+from .sparsity import is_compressed, nonzero_count, packed_layers, prunable_layers
 
 aten = torch.ops.aten
 _BATCH_NORM_OPS = (
@@ -65,6 +65,9 @@ class _MacCounter:
             weight = module.weight.detach()
             density = nonzero_count(weight) / weight.numel() if weight.numel() else 1.0
             self.layers[_storage_key(weight)] = (name, density)
+        for name, _, (shape, nnz, values) in packed_layers(model):
+            numel = math.prod(shape)
+            self.layers[_storage_key(values)] = (name, nnz / numel if numel else 1.0)
         self.effective_flops = 0.0
         self.per_layer: dict[str, int] = defaultdict(int)
 
@@ -106,6 +109,9 @@ class _MacCounter:
         table[aten._scaled_dot_product_flash_attention_for_cpu] = self.wrap(_cpu_attention_flops)
         table[aten._sparse_addmm] = self.wrap(_sparse_addmm_flops)
         table[aten._sparse_mm] = self.wrap(_sparse_mm_flops)
+        bitmask = getattr(getattr(torch.ops, "sparsebench", None), "bitmask_linear", None)
+        if bitmask is not None:  # registered when sparsebench.kernels was imported
+            table[bitmask] = self.wrap(_bitmask_linear_flops)
         return table
 
 
@@ -121,6 +127,12 @@ def _sparse_mm_flops(mat1, mat2, *args, out_val=None, **kwargs) -> int:
 
 def _sparse_addmm_flops(bias, mat1, mat2, *args, out_val=None, **kwargs) -> int:
     return _sparse_mm_flops(mat1, mat2)
+
+
+def _bitmask_linear_flops(x, rowstart, masks, values, bias, in_features, *args, out_val=None,
+                          **kwargs) -> int:  # fmt: skip
+    """sparsebench's packed Linear counted as the dense Linear of the same shapes."""
+    return 2 * (x.numel() // in_features) * masks.shape[0] * in_features
 
 
 def _batch_norm_flops(*args, out_val=None, **kwargs) -> int:

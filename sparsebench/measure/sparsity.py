@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -81,6 +82,18 @@ def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return layers
 
 
+def packed_layers(model: nn.Module) -> list[tuple[str, nn.Module, tuple]]:
+    """(name, module, (dense shape, non-zeros, values tensor)) for layers whose weight lives
+    in a layout of sparsebench's own kernels: they describe it by a `packed_weight()` method
+    (they have no `weight`, so `prunable_layers` does not list them)."""
+    found = []
+    for name, module in model.named_modules():
+        describe = getattr(module, "packed_weight", None)
+        if callable(describe):
+            found.append((name, module, describe()))
+    return found
+
+
 def _is_hf_conv1d(module: nn.Module) -> bool:
     """transformers' `Conv1D` (GPT-2's linear layers, weight stored as in x out)."""
     cls = type(module)
@@ -100,6 +113,12 @@ def measure_sparsity(model: nn.Module) -> SparsitySummary:
         )
         for name, module in prunable_layers(model)
     ]
+    packed = packed_layers(model)
+    layers += [
+        LayerSparsity(name=name, kind=type(module).__name__, shape=list(shape),
+                      params=math.prod(shape), nonzero=nnz)
+        for name, module, (shape, nnz, _) in packed
+    ]  # fmt: skip
     # parameters() yields shared tensors once; compressed weights are buffers, added here
     tensors = list(model.parameters())
     known = {id(t) for t in tensors}
@@ -110,6 +129,6 @@ def measure_sparsity(model: nn.Module) -> SparsitySummary:
     ]
     return SparsitySummary(
         layers=layers,
-        params=sum(t.numel() for t in tensors),
-        nonzero_params=sum(nonzero_count(t) for t in tensors),
+        params=sum(t.numel() for t in tensors) + sum(math.prod(p[2][0]) for p in packed),
+        nonzero_params=sum(nonzero_count(t) for t in tensors) + sum(p[2][1] for p in packed),
     )

@@ -1,26 +1,3 @@
-# Draft: the `bitmask` format (not registered yet)
-
-This exporter was written and run in the session that built `kernels/`. It exported and
-verified an 80 %-pruned MNIST-1D MLP (max relative error 1.7e-07) and restored it with
-`check_packed`. `profile` reported "Sparse Kernel Ran: yes (3 of 3 layers)". It was left
-out of the package because two things are still wrong:
-
-1. **Sparsity and MACs read 0.** `measure/sparsity.py` and `measure/macs.py` know Linear,
-   Conv and the compressed weight layouts. `BitmaskLinear` has no `weight`, and the flop
-   counter does not count the custom operator. Needed: a way for measure/ to read a packed
-   layer's dense shape and nnz without importing formats/, for example a small protocol such
-   as a `sparse_stats()` method, plus a `torch.utils.flop_counter.register_flop_formula` for
-   `sparsebench::bitmask_linear`.
-2. **Tiny layers pay a large fixed cost.** MNIST-1D MLP: 1.16 ms against 0.025 ms dense.
-   The parallel region (numba workqueue), the custom-op dispatch and the padding copy of the
-   input cost hundreds of µs per call. Needed: a serial kernel below a work threshold, no
-   input copy when K is a multiple of 16, and a per-layer "stay dense" rule decided by
-   measurement.
-
-Also to do: conv by im2col, BN folding, a real SpMM for batch N, and adding `bitmask` to
-`compare.config.FORMATS` and `bench-formats`.
-
-```python
 """`bitmask`: Linear weights as a 16-column bitmask + packed values, run by sparsebench's own
 kernel (`kernels/bitmask.py`, operator `sparsebench::bitmask_linear`; extra `kernels`).
 
@@ -62,6 +39,10 @@ class BitmaskLinear(nn.Module):
         self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
         self.in_features = in_features
         self.out_features = packed["masks"].shape[0]
+
+    def packed_weight(self) -> tuple[tuple[int, int], int, torch.Tensor]:
+        """(dense shape, non-zeros, the values tensor): how measure/ sees this layer."""
+        return (self.out_features, self.in_features), self.values.numel() - 16, self.values
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.sparsebench.bitmask_linear(
@@ -141,4 +122,3 @@ class BitmaskExporter(Exporter):
 
     def converted_layers(self, model: nn.Module) -> list[str]:
         return [name for name, module in model.named_modules() if isinstance(module, BitmaskLinear)]
-```
