@@ -97,3 +97,18 @@ def test_a_missing_kernels_extra_is_one_line_exit_2(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert "kernels" in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_compare_measures_the_bitmask_variant_beside_dense(tmp_path):
+    from sparsebench.compare import CompareConfig, compare
+
+    _, source = _checkpoint(tmp_path)
+    config = CompareConfig(formats=("dense", "bitmask"), runtimes=("torch",), rounds=2,
+                           block_seconds=0.0, block_iters=2)  # fmt: skip
+    report = compare([str(source)], config)
+    rows = {row.format: row for row in report.rows}
+    packed = rows["bitmask"]
+    assert packed.unavailable is None and packed.verify_err < 1e-4
+    assert packed.sparse_kernel_ran and packed.sparse_kernel_layers == packed.converted_layers == 3
+    assert packed.sparsity_pct == rows["dense"].sparsity_pct
+    assert packed.macs_m == rows["dense"].macs_m and packed.latency_median_ms > 0

@@ -10,7 +10,7 @@ from ..errors import SparsebenchError
 from ..measure.interleaved import TimingConfig
 from ..options import check_count, check_number, check_seconds
 
-FORMATS = ("dense", "csr", "channels", "semi24", "onnx")
+FORMATS = ("dense", "csr", "bitmask", "channels", "semi24", "onnx")
 RUNTIMES = ("torch", "onnxruntime")
 RUNTIME_OF = {"onnx": "onnxruntime"}  # every other format runs in torch
 
