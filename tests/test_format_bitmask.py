@@ -112,3 +112,24 @@ def test_compare_measures_the_bitmask_variant_beside_dense(tmp_path):
     assert packed.sparse_kernel_ran and packed.sparse_kernel_layers == packed.converted_layers == 3
     assert packed.sparsity_pct == rows["dense"].sparsity_pct
     assert packed.macs_m == rows["dense"].macs_m and packed.latency_median_ms > 0
+
+
+def test_a_hugging_face_bert_from_a_config_round_trips(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=200, hidden_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=64,
+                                     max_position_embeddings=32, num_labels=3)  # fmt: skip
+    model = transformers.BertForSequenceClassification(config)
+    magnitude_prune_(model, 0.8, scope="layer")
+    model.save_pretrained(tmp_path / "bert")
+    artifact = tmp_path / "bert.bitmask.pt"
+    result = export(tmp_path / "bert", artifact, ExportConfig.of(format="bitmask"))
+    assert result.verification.passed
+    converted = [layer for layer in result.layers if layer["action"] == "converted"]
+    assert len(converted) == 8  # q, k, v, attention out, intermediate, output, pooler, classifier
+    loaded = sparsebench.load(artifact)
+    names = get_exporter("bitmask").converted_layers(loaded.model)
+    batch = loaded.synthetic(batch=2)
+    evidence = kernel_evidence(loaded.model, batch, names, get_exporter("bitmask").kernel_evidence)
+    assert evidence["sparse_kernel_ran"] and not evidence["fell_back_to_dense"]
