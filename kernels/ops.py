@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
-import torch
+if __name__ != "sparsebench.kernels.ops":  # see the package docstring
+    raise ImportError("import the kernels as sparsebench.kernels, not from the repository folder")
 
-from . import bitmask
+import torch  # noqa: E402
+
+from . import bitmask  # noqa: E402
 
 OP_NAMESPACE = "sparsebench"
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -114,3 +118,31 @@ def test_the_parallel_kernel_matches_dense_on_layers_above_the_serial_threshold(
 ):
     assert (shape[0] * -(-shape[1] // 16)) * batch >= bitmask.SERIAL_BELOW
     _check(_weight(*shape, 0.8, seed=3), torch.randn(batch, shape[1]), avx512)
+
+
+def test_the_repository_folder_reached_as_a_top_level_kernels_package_stays_inert():
+    """Under `python -m pytest` the repository root is on sys.path, so `import kernels` finds the
+    folder; transformers imports it while probing for Hugging Face's `kernels` package. It must
+    not register the operator a second time (that replaced the registration this process's
+    handles point at, and a later call failed with `vector::reserve`)."""
+    code = (
+        "import torch, kernels\n"
+        "from sparsebench.kernels import bitmask_linear, pack_linear\n"
+        "assert not hasattr(kernels, 'bitmask_linear')\n"
+        "from transformers.utils import is_kernels_available\n"
+        "assert not is_kernels_available()\n"
+        "try:\n"
+        "    import kernels.ops\n"
+        "except ImportError as error:\n"
+        "    assert 'sparsebench.kernels' in str(error)\n"
+        "else:\n"
+        "    raise AssertionError('kernels.ops imported under a second name')\n"
+        "assert torch.ops.sparsebench.bitmask_linear.default is bitmask_linear._opoverload\n"
+        "packed = pack_linear(torch.eye(4))\n"
+        "x = torch.randn(2, 4)\n"
+        "got = bitmask_linear(x, packed['rowstart'], packed['masks'], packed['values'], None, 4)\n"
+        "assert torch.equal(got, x)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    pytest.importorskip("transformers", reason="the hf extra (transformers) is not installed")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
