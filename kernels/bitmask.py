@@ -11,6 +11,11 @@ On an AVX-512 CPU each segment is one 16-value load, one register expand by the 
 the 16 contiguous inputs, four segments per step with four accumulators: no gathers, so the
 work per segment does not grow with density (docs/kernels-research.md has the measurements
 that chose it). Elsewhere a scalar loop over the set bits computes the same result.
+
+With many input rows (batch N, a transformer's sequence, a convolution's output positions) the
+work is compute-bound instead, and `matmul` switches to an SpMM over the transposed inputs: for
+each non-zero w of row r (its column from the mask's set bits), `out[r, :] += w * xt[col, :]`,
+a contiguous multiply-add over the N inputs that LLVM vectorises, so no lane is spent on zeros.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from llvmlite import binding as llvm  # noqa: E402
 from llvmlite import ir  # noqa: E402
 from numba import njit, prange, types  # noqa: E402
 from numba.core import cgutils  # noqa: E402
+from numba.cpython.unsafe.numbers import trailing_zeros  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
 SEGMENT = 16
@@ -155,6 +161,179 @@ def _scalar_rows(rowstart, masks, values, x, out, r):
         out[n, r] = acc
 
 
+def _tile_intrinsic(width: int):
+    """out[t : t + 16 width] = sum over q < count of values[start + q] * xt[cols[q], t : ...]:
+    `width` vector accumulators held in registers across the row's non-zeros."""
+
+    @intrinsic
+    def tile(typingctx, values, start, cols, count, xt, stride, t, out):
+        signature = types.void(values, start, cols, count, xt, stride, t, out)
+
+        def codegen(context, builder, sig, args):
+            values_a, start_v, cols_a, count_v, xt_a, stride_v, t_v, out_a = args
+
+            def data(index, value):
+                return cgutils.create_struct_proxy(sig.args[index])(
+                    context, builder, value=value
+                ).data
+
+            values_p, cols_p, xt_p, out_p = (data(0, values_a), data(2, cols_a),
+                                             data(4, xt_a), data(7, out_a))  # fmt: skip
+            zero = ir.Constant(_V16F, None)
+            accumulators = [cgutils.alloca_once_value(builder, zero) for _ in range(width)]
+            with cgutils.for_range(builder, count_v) as loop:
+                weight = builder.load(builder.gep(values_p, [builder.add(start_v, loop.index)]))
+                spread = builder.insert_element(
+                    ir.Constant(_V16F, None), weight, ir.Constant(ir.IntType(32), 0)
+                )
+                spread = builder.shuffle_vector(
+                    spread, ir.Constant(_V16F, None), ir.Constant(ir.VectorType(
+                        ir.IntType(32), SEGMENT), [0] * SEGMENT)
+                )  # fmt: skip
+                column = builder.sext(builder.load(builder.gep(cols_p, [loop.index])), _I64)
+                row = builder.add(builder.mul(column, stride_v), t_v)
+                for u, accumulator in enumerate(accumulators):
+                    at = builder.gep(xt_p, [builder.add(row, ir.Constant(_I64, SEGMENT * u))])
+                    inputs = builder.load(builder.bitcast(at, _V16F.as_pointer()), align=4)
+                    product = builder.fmul(spread, inputs, flags=["fast"])
+                    total = builder.fadd(builder.load(accumulator), product, flags=["fast"])
+                    builder.store(total, accumulator)
+            for u, accumulator in enumerate(accumulators):
+                at = builder.gep(out_p, [builder.add(t_v, ir.Constant(_I64, SEGMENT * u))])
+                builder.store(builder.load(accumulator),
+                              builder.bitcast(at, _V16F.as_pointer()), align=4)  # fmt: skip
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return tile
+
+
+_tile4, _tile2, _tile1 = (_tile_intrinsic(w) for w in (4, 2, 1))
+_V16I = ir.VectorType(ir.IntType(32), SEGMENT)
+
+
+@intrinsic
+def _decode_avx512(typingctx, masks, mask_start, segments, cols, at):
+    """Write the column of every set bit of `segments` masks to cols[at:], branch-free (one
+    register compress per segment; cols needs 16 entries of slack). Returns the new end."""
+    signature = types.int64(masks, mask_start, segments, cols, at)
+
+    def codegen(context, builder, sig, args):
+        masks_a, mask_start_v, segments_v, cols_a, at_v = args
+        masks_p = cgutils.create_struct_proxy(sig.args[0])(context, builder, value=masks_a).data
+        cols_p = cgutils.create_struct_proxy(sig.args[3])(context, builder, value=cols_a).data
+        compress = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_V16I, [_V16I, _V16I, _V16B]),
+            "llvm.x86.avx512.mask.compress.v16i32",
+        )  # fmt: skip
+        popcount = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_I16, [_I16]), "llvm.ctpop.i16"
+        )
+        lanes = ir.Constant(_V16I, list(range(SEGMENT)))
+        end_p = cgutils.alloca_once_value(builder, at_v)
+        with cgutils.for_range(builder, segments_v) as loop:
+            mask = builder.load(builder.gep(masks_p, [builder.add(mask_start_v, loop.index)]))
+            first = builder.trunc(builder.mul(loop.index, ir.Constant(_I64, SEGMENT)),
+                                  ir.IntType(32))  # fmt: skip
+            spread = builder.insert_element(ir.Constant(_V16I, None), first,
+                                            ir.Constant(ir.IntType(32), 0))  # fmt: skip
+            spread = builder.shuffle_vector(spread, ir.Constant(_V16I, None),
+                                            ir.Constant(_V16I, [0] * SEGMENT))  # fmt: skip
+            packed = builder.call(compress, [builder.add(spread, lanes), ir.Constant(_V16I, None),
+                                             builder.bitcast(mask, _V16B)])  # fmt: skip
+            end = builder.load(end_p)
+            target = builder.bitcast(builder.gep(cols_p, [end]), _V16I.as_pointer())
+            builder.store(packed, target, align=4)
+            builder.store(builder.add(end, builder.zext(builder.call(popcount, [mask]), _I64)),
+                          end_p)  # fmt: skip
+        return builder.load(end_p)
+
+    return signature, codegen
+
+
+@njit(fastmath=True, cache=True, inline="always")
+def _decode_scalar(masks, mask_start, segments, cols, at):
+    for s in range(segments):
+        mask = np.int64(masks[mask_start + s]) & 0xFFFF
+        while mask:
+            cols[at] = s * SEGMENT + trailing_zeros(mask)
+            at += 1
+            mask &= mask - 1
+    return at
+
+
+SPMM_ROWS = 8  # rows per parallel task of the SpMM: their columns are decoded once, together
+
+
+def _spmm_kernels(decode):
+    """The parallel and the serial SpMM for one column decoder. A task takes a block of rows
+    (`bounds`, at most SPMM_BLOCK_NNZ non-zeros) and a range of 64-input tiles, decodes the
+    block's columns once, then walks its tiles outermost and the block's rows inside, so the
+    slice of xt one tile reads stays in cache across all those rows."""
+
+    @njit(fastmath=True, cache=True, inline="always")
+    def task(rowstart, masks, values, xt, out_t, first, last, t_begin, t_end, cols):
+        segments = masks.shape[1]
+        flat = masks.reshape(-1)
+        n = xt.shape[1]
+        end = 0
+        for r in range(first, last):
+            end = decode(flat, r * segments, segments, cols, end)
+        t = t_begin
+        while t < t_end:
+            step = 64 if t + 64 <= n else (32 if t + 32 <= n else 16)
+            begin = 0
+            for r in range(first, last):
+                count = rowstart[r + 1] - rowstart[r] if r + 1 < masks.shape[0] else (
+                    values.shape[0] - SEGMENT - rowstart[r])  # fmt: skip
+                view = cols[begin:]
+                if step == 64:
+                    _tile4(values, rowstart[r], view, count, xt, n, t, out_t[r])
+                elif step == 32:
+                    _tile2(values, rowstart[r], view, count, xt, n, t, out_t[r])
+                else:
+                    _tile1(values, rowstart[r], view, count, xt, n, t, out_t[r])
+                begin += count
+            t += step
+
+    def parallel(rowstart, masks, values, xt, out_t, bounds, groups, width):
+        tiles = -(-xt.shape[1] // 64)
+        for job in prange((bounds.shape[0] - 1) * groups):
+            block, group = job // groups, job % groups
+            cols = np.empty(width, np.int32)
+            t_begin = 64 * (group * tiles // groups)
+            t_end = min(xt.shape[1], 64 * ((group + 1) * tiles // groups))
+            task(rowstart, masks, values, xt, out_t, bounds[block], bounds[block + 1], t_begin,
+                 t_end, cols)  # fmt: skip
+
+    def serial(rowstart, masks, values, xt, out_t, bounds, groups, width):
+        cols = np.empty(width, np.int32)
+        for block in range(bounds.shape[0] - 1):
+            task(rowstart, masks, values, xt, out_t, bounds[block], bounds[block + 1], 0,
+                 xt.shape[1], cols)  # fmt: skip
+
+    return (njit(parallel=True, fastmath=True, cache=True)(parallel),
+            njit(fastmath=True, cache=True)(serial))  # fmt: skip
+
+
+SPMM_BLOCK_NNZ = 16384  # non-zeros per SpMM row block: its decoded columns stay in L1/L2
+
+
+def _spmm_blocks(rowstart, values, rows: int) -> tuple[np.ndarray, int]:
+    """Row bounds of blocks of about SPMM_BLOCK_NNZ non-zeros (a new block wherever a row starts
+    in the next multiple of it), and the column buffer the largest block needs (plus the
+    decoder's 16 entries of slack)."""
+    starts = np.append(rowstart, values.shape[0] - SEGMENT)
+    cuts = np.flatnonzero(np.diff(starts[:-1] // SPMM_BLOCK_NNZ)) + 1
+    bounds = np.concatenate([[0], cuts, [rows]]).astype(np.int64)
+    return bounds, int(np.max(np.diff(starts[bounds]), initial=0)) + SEGMENT
+
+
+_spmm_avx512, _spmm_serial_avx512 = _spmm_kernels(_decode_avx512)
+_spmm_scalar, _spmm_serial_scalar = _spmm_kernels(_decode_scalar)
+
+
 def _kernels(row):
     """The parallel and the serial kernel over rows for one row body."""
     body = njit(fastmath=True, cache=True, inline="always")(row)
@@ -174,6 +353,7 @@ def _kernels(row):
 _matvec_avx512, _serial_avx512 = _kernels(_avx512_rows)
 _matvec_scalar, _serial_scalar = _kernels(_scalar_rows)
 SERIAL_BELOW = 65536  # mask segments x batch rows under which one thread beats a parallel region
+SPMM_FROM = 8  # input rows from which the SpMM beats one expand pass per row (measured)
 
 
 def pack(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -192,8 +372,13 @@ def pack(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return rowstart, masks, values
 
 
-def matmul(rowstart, masks, values, x: np.ndarray, avx512: bool | None = None) -> np.ndarray:
-    """x (N, K) float32 times the packed weight transposed: (N, M)."""
+def matmul(
+    rowstart, masks, values, x: np.ndarray, avx512: bool | None = None, spmm: bool | None = None
+) -> np.ndarray:
+    """x (N, K) float32 times the packed weight transposed: (N, M) (a transposed view when the
+    SpMM ran). `spmm` forces the batch-N kernel on or off (default: from SPMM_FROM rows)."""
+    if spmm if spmm is not None else x.shape[0] >= SPMM_FROM:
+        return matmul_t(rowstart, masks, values, np.ascontiguousarray(x.T), True, avx512).T
     rows, segments = masks.shape
     width = segments * SEGMENT
     if x.shape[1] == width and x.flags.c_contiguous:
@@ -209,6 +394,34 @@ def matmul(rowstart, masks, values, x: np.ndarray, avx512: bool | None = None) -
                (False, False): _matvec_scalar, (False, True): _serial_scalar}  # fmt: skip
     kernels[avx512, small](rowstart, masks.view(np.uint16), values, inputs, out)
     return out
+
+
+def matmul_t(
+    rowstart, masks, values, xt: np.ndarray, spmm: bool | None = None, avx512: bool | None = None
+) -> np.ndarray:
+    """The packed weight times xt (K, N) float32: (M, N), the layout of a convolution's output
+    from its unfolded input. Below SPMM_FROM columns it runs `matmul` on xt transposed."""
+    if not (spmm if spmm is not None else xt.shape[1] >= SPMM_FROM):
+        return np.ascontiguousarray(matmul(rowstart, masks, values, xt.T, spmm=False).T)
+    n = xt.shape[1]
+    width = -(-n // SEGMENT) * SEGMENT
+    if width == n and xt.dtype == np.float32 and xt.flags.c_contiguous:
+        padded = xt
+    else:  # the tiles read 16 inputs at a time
+        padded = np.zeros((xt.shape[0], width), np.float32)
+        padded[:, :n] = xt
+    out = np.empty((masks.shape[0], width), np.float32)
+    if avx512 is None:
+        avx512 = has_avx512()
+    small = masks.size * width < SERIAL_BELOW
+    bounds, buffer = _spmm_blocks(rowstart, values, masks.shape[0])
+    blocks, tiles = bounds.shape[0] - 1, -(-width // 64)
+    groups = max(1, min(tiles, -(-4 * numba.get_num_threads() // max(blocks, 1))))
+    kernels = {(True, False): _spmm_avx512, (True, True): _spmm_serial_avx512,
+               (False, False): _spmm_scalar, (False, True): _spmm_serial_scalar}  # fmt: skip
+    kernels[avx512, small](rowstart, masks.view(np.uint16), values, padded, out, bounds, groups,
+                           buffer)  # fmt: skip
+    return out[:, :n]
 
 
 def set_threads(count: int) -> None:

@@ -45,6 +45,30 @@ def test_matches_dense(avx512, sparsity, shape, batch):
 
 
 @pytest.mark.parametrize("avx512", PATHS)
+@pytest.mark.parametrize("sparsity", [0.0, 0.8, 1.0])
+@pytest.mark.parametrize(("shape", "batch"), [((37, 53), 8), ((130, 200), 70), ((1, 1), 16),
+                                              ((300, 40), 33)])  # fmt: skip
+def test_the_batch_n_spmm_matches_dense(avx512, sparsity, shape, batch):
+    weight = _weight(*shape, sparsity, seed=4)
+    x = torch.randn(batch, shape[1])
+    packed = [packed.numpy() for packed in pack_linear(weight).values()]
+    expected = x @ weight.t()
+    got = bitmask.matmul(*packed, x.numpy(), avx512, spmm=True)
+    torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-4, atol=1e-4)
+    columns = bitmask.matmul_t(*packed, x.t().numpy(), spmm=True, avx512=avx512)  # strided
+    torch.testing.assert_close(torch.from_numpy(columns), expected.t(), rtol=1e-4, atol=1e-4)
+
+
+def test_the_spmm_splits_rows_into_blocks_by_non_zeros():
+    weight = _weight(900, 100, 0.0)  # 90,000 non-zeros: several blocks of about SPMM_BLOCK_NNZ
+    rowstart, _, values = (packed.numpy() for packed in pack_linear(weight).values())
+    bounds, buffer = bitmask._spmm_blocks(rowstart, values, 900)
+    assert bounds[0] == 0 and bounds[-1] == 900 and np.all(np.diff(bounds) > 0)
+    assert len(bounds) - 1 >= 90_000 // bitmask.SPMM_BLOCK_NNZ
+    assert buffer >= np.diff(np.append(rowstart, 90_000)[bounds]).max() + 16
+
+
+@pytest.mark.parametrize("avx512", PATHS)
 def test_empty_rows_and_columns(avx512):
     weight = _weight(48, 70, 0.6, seed=1)
     weight[5] = 0
