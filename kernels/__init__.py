@@ -8,6 +8,6 @@ registering the operators a second time would replace the first registration whi
 handles still point at it."""
 
 if __name__ == "sparsebench.kernels":
-    from .ops import bitmask_linear, pack_linear
+    from .ops import bitmask_conv2d, bitmask_linear, pack_linear
 
-    __all__ = ["bitmask_linear", "pack_linear"]
+    __all__ = ["bitmask_conv2d", "bitmask_linear", "pack_linear"]

@@ -7,6 +7,7 @@ if __name__ != "sparsebench.kernels.ops":  # see the package docstring
     raise ImportError("import the kernels as sparsebench.kernels, not from the repository folder")
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 from . import bitmask  # noqa: E402
 
@@ -36,9 +37,49 @@ def _(x, rowstart, masks, values, bias, in_features):
     return x.new_empty((*x.shape[:-1], masks.shape[0]))
 
 
+def _conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+@torch.library.custom_op(f"{OP_NAMESPACE}::bitmask_conv2d", mutates_args=())
+def bitmask_conv2d(
+    x: torch.Tensor,
+    rowstart: torch.Tensor,
+    masks: torch.Tensor,
+    values: torch.Tensor,
+    bias: torch.Tensor | None,
+    kernel_size: list[int],
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+) -> torch.Tensor:
+    """A zero-padded, ungrouped `conv2d` whose (O, C kh kw) weight is packed by `bitmask.pack`:
+    the input unfolded (im2col) into (C kh kw, images x positions), one SpMM, folded back."""
+    images, _, height, width = x.shape
+    cols = F.unfold(x.detach().to(torch.float32), kernel_size, dilation, padding, stride)
+    positions = cols.shape[-1]
+    xt = cols.permute(1, 0, 2).reshape(cols.shape[1], images * positions).contiguous()
+    out = torch.from_numpy(bitmask.matmul_t(rowstart.numpy(), masks.numpy(), values.numpy(),
+                                            xt.numpy()))  # fmt: skip
+    if bias is not None:
+        out += bias.detach()[:, None]
+    sizes = [_conv_output_size(size, *args) for size, *args in
+             zip((height, width), kernel_size, stride, padding, dilation, strict=True)]  # fmt: skip
+    return out.reshape(masks.shape[0], images, *sizes).permute(1, 0, 2, 3).contiguous()
+
+
+@bitmask_conv2d.register_fake
+def _(x, rowstart, masks, values, bias, kernel_size, stride, padding, dilation):
+    sizes = [_conv_output_size(size, *args) for size, *args in
+             zip(x.shape[2:], kernel_size, stride, padding, dilation, strict=True)]  # fmt: skip
+    return x.new_empty((x.shape[0], masks.shape[0], *sizes))
+
+
 def pack_linear(weight: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The tensors `bitmask_linear` takes for a Linear weight (M, K)."""
-    rowstart, masks, values = bitmask.pack(weight.detach().to(torch.float32).cpu().numpy())
+    """The tensors `bitmask_linear` takes for a Linear weight (M, K), or `bitmask_conv2d` for a
+    convolution weight (O, C, kh, kw), flattened to (O, C kh kw) as im2col orders it."""
+    flat = weight.detach().to(torch.float32).cpu().reshape(weight.shape[0], -1)
+    rowstart, masks, values = bitmask.pack(flat.numpy())
     return {
         "rowstart": torch.from_numpy(rowstart),
         "masks": torch.from_numpy(masks),

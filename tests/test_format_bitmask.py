@@ -15,6 +15,7 @@ from sparsebench.errors import MissingExtraError, SparsebenchError  # noqa: E402
 from sparsebench.export import export  # noqa: E402
 from sparsebench.formats import bitmask as bitmask_format  # noqa: E402
 from sparsebench.formats.base import ExportConfig, get_exporter  # noqa: E402
+from sparsebench.load import LoadOptions  # noqa: E402
 from sparsebench.measure.kernels import kernel_evidence  # noqa: E402
 from sparsebench.measure.macs import count_macs  # noqa: E402
 from sparsebench.measure.sparsity import measure_sparsity  # noqa: E402
@@ -55,12 +56,144 @@ def test_export_load_and_measure_like_the_dense_model(tmp_path):
     assert evidence["sparse_kernel_ran"] and not evidence["fell_back_to_dense"]
 
 
-def test_convolutions_stay_dense_with_a_reason(tmp_path):
+def test_conv1d_stays_dense_with_a_reason(tmp_path):
     _, source = _checkpoint(tmp_path, "mnist1d_cnn", (1, 1, 40))
     result = export(source, tmp_path / "cnn.bitmask.pt", ExportConfig.of(format="bitmask"))
-    actions = {layer["name"]: layer["action"] for layer in result.layers}
-    assert actions["classifier"] == "converted"
-    assert {actions[name] for name in actions if name.startswith("features")} == {"skipped"}
+    layers = {layer["name"]: layer for layer in result.layers}
+    assert layers["classifier"]["action"] == "converted"
+    convs = [layer for name, layer in layers.items() if name.startswith("features")]
+    assert convs and all(layer["action"] == "skipped" for layer in convs)
+    assert all("Conv1d is not supported" in layer["reason"] for layer in convs)
+
+
+def test_conv2d_runs_the_kernel_with_batchnorm_folded_in(tmp_path):
+    dense, source = _checkpoint(tmp_path, "resnet20", (1, 3, 32, 32))
+    artifact = tmp_path / "resnet20.bitmask.pt"
+    result = export(source, artifact, ExportConfig.of(format="bitmask"))
+    assert result.verification.passed
+    convs = [layer for layer in result.layers if layer["kind"] == "Conv2d"]
+    assert convs and all(layer["action"] == "converted" for layer in convs)
+    assert all(layer["details"]["folded"] for layer in convs)  # every conv is followed by a BN
+    loaded = sparsebench.load(artifact)
+    modules = list(loaded.model.modules())
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in modules)
+    assert sum(isinstance(module, bitmask_format.BitmaskConv2d) for module in modules) == len(convs)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.model(x), dense(x), rtol=1e-3, atol=1e-4)
+    names = get_exporter("bitmask").converted_layers(loaded.model)
+    evidence = kernel_evidence(loaded.model, x[:1], names, get_exporter("bitmask").kernel_evidence)
+    assert evidence["sparse_kernel_ran"] and not evidence["fell_back_to_dense"]
+    assert evidence["sparse_ops"].get("sparsebench::bitmask_conv2d", 0) == len(convs)
+    counted, reference = count_macs(loaded.model, x[:1]), count_macs(dense, x[:1])
+    assert {name: counted.per_layer[name] for name in names} == {
+        name: reference.per_layer[name] for name in names
+    }  # the same multiply-adds per converted layer; only the BatchNorm passes are gone
+    assert counted.effective < reference.effective
+
+
+@pytest.mark.parametrize(("folded", "message"), [(["conv1"], "not a BatchNorm2d"),
+                                                 ("bn1", "not a list")])  # fmt: skip
+def test_a_crafted_folded_list_is_refused_in_one_line(tmp_path, folded, message):
+    _, source = _checkpoint(tmp_path, "resnet20", (1, 3, 32, 32))
+    artifact = tmp_path / "resnet20.bitmask.pt"
+    export(source, artifact, ExportConfig.of(format="bitmask"))
+    blob = torch.load(artifact, weights_only=True)
+    blob["sparsebench"]["export"]["payload"]["folded"] = folded
+    torch.save(blob, artifact)
+    with pytest.raises(SparsebenchError, match=message):
+        sparsebench.load(artifact)
+
+
+def test_a_layer_too_dense_for_the_kernels_stays_dense(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("mnist1d_mlp")
+    magnitude_prune_(model, 0.8, scope="layer")
+    with torch.no_grad():
+        model.fc2.weight.copy_(torch.randn_like(model.fc2.weight))  # dense again
+    path = tmp_path / "mixed.pt"
+    save_checkpoint(path, model, CheckpointMeta(arch="mnist1d_mlp", input_shape=[1, 40]))
+    result = export(path, tmp_path / "mixed.bitmask.pt", ExportConfig.of(format="bitmask"))
+    layers = {layer["name"]: layer for layer in result.layers}
+    assert layers["fc1"]["action"] == "converted" and layers["fc3"]["action"] == "converted"
+    assert layers["fc2"]["action"] == "skipped" and "kept dense" in layers["fc2"]["reason"]
+    assert result.verification.passed
+
+
+def test_an_ImageNet_resnet18_from_a_file_of_its_own(tmp_path):
+    factory = tmp_path / "my_resnet.py"
+    factory.write_text(RESNET18)
+    arch = f"{factory}:resnet18"
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("my_resnet", factory)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    model = module.resnet18().eval()
+    magnitude_prune_(model, 0.8, scope="layer")
+    path = tmp_path / "resnet18.pt"
+    save_checkpoint(path, model, CheckpointMeta(arch=arch, input_shape=[1, 3, 32, 32]))
+    artifact = tmp_path / "resnet18.bitmask.pt"
+    result = export(path, artifact, ExportConfig.of(format="bitmask"), LoadOptions(arch=arch))
+    assert result.verification.passed
+    converted = [layer for layer in result.layers if layer["action"] == "converted"]
+    assert len(converted) == 21  # 20 convolutions (3 of them 1x1 downsamples) and the fc
+    assert sum(bool(layer["details"].get("folded")) for layer in converted) == 20
+    out = runner.invoke(app, ["profile", str(artifact), "--arch", arch, "--min-iters", "2",
+                              "--min-seconds", "0"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "bitmask" in out.output
+
+
+RESNET18 = """
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                            nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class ResNet18(nn.Module):
+    def __init__(self, num_classes=1000):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        layers, cin = [], 64
+        for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+            layers.append(nn.Sequential(Block(cin, cout, stride), Block(cout, cout, 1)))
+            cin = cout
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def resnet18():
+    return ResNet18()
+"""
 
 
 @pytest.mark.parametrize(

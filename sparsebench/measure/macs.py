@@ -109,9 +109,12 @@ class _MacCounter:
         table[aten._scaled_dot_product_flash_attention_for_cpu] = self.wrap(_cpu_attention_flops)
         table[aten._sparse_addmm] = self.wrap(_sparse_addmm_flops)
         table[aten._sparse_mm] = self.wrap(_sparse_mm_flops)
-        bitmask = getattr(getattr(torch.ops, "sparsebench", None), "bitmask_linear", None)
-        if bitmask is not None:  # registered when sparsebench.kernels was imported
-            table[bitmask] = self.wrap(_bitmask_linear_flops)
+        own = getattr(torch.ops, "sparsebench", None)  # registered by importing sparsebench.kernels
+        for name, flops in (("bitmask_linear", _bitmask_linear_flops),
+                            ("bitmask_conv2d", _bitmask_conv2d_flops)):  # fmt: skip
+            op = getattr(own, name, None)
+            if op is not None:
+                table[op] = self.wrap(flops)
         return table
 
 
@@ -133,6 +136,13 @@ def _bitmask_linear_flops(x, rowstart, masks, values, bias, in_features, *args, 
                           **kwargs) -> int:  # fmt: skip
     """sparsebench's packed Linear counted as the dense Linear of the same shapes."""
     return 2 * (x.numel() // in_features) * masks.shape[0] * in_features
+
+
+def _bitmask_conv2d_flops(x, rowstart, masks, values, bias, *args, out_val=None, **kwargs) -> int:
+    """sparsebench's packed Conv2d counted as the dense convolution: each output element is a
+    dot product over the weight's C kh kw inputs (the packed masks' row length)."""
+    in_features = x.shape[1] * math.prod(args[0]) if args else 0
+    return 2 * (out_val.numel() if out_val is not None else 0) * in_features
 
 
 def _batch_norm_flops(*args, out_val=None, **kwargs) -> int:
