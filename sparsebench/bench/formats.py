@@ -33,7 +33,7 @@ class SweepConfig:
     sparsities: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95)
     linear_sizes: tuple[int, ...] = (1024, 4096)
     batches: tuple[int, ...] = (1, 32)
-    formats: tuple[str, ...] = ("csr", "semi24")
+    formats: tuple[str, ...] = ("csr", "semi24", "bitmask")
     vgg: bool = True
     vgg_batch: int = 1
     channel_ratio: float = 0.5
