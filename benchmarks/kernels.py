@@ -8,10 +8,11 @@ Usage: python benchmarks/kernels.py [--quick] [--output docs/kernels-benchmark.m
 
 import os
 
-# Idle pools sleep instead of spinning, so interleaved candidates do not slow each other:
-# torch's OpenMP pool reads this at import (ONNX Runtime's is told per session, numba's
-# workqueue layer always sleeps).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Idle pools stop spinning soon, so interleaved candidates do not slow each other: torch's and
+# numba's OpenMP pools spin at most GOMP_SPINCOUNT iterations (about 0.1 ms; torch reads it at
+# import), ONNX Runtime's pool is told not to spin per session, and every timed block is
+# followed by a 20 ms pause (TimingConfig.settle_seconds) before the next candidate starts.
+os.environ.setdefault("GOMP_SPINCOUNT", "100000")
 
 from sparsebench.cli import app  # noqa: E402
 

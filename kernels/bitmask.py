@@ -24,7 +24,13 @@ import functools
 import os
 import tempfile
 
-os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")  # its workers sleep, never spin
+# numba's OpenMP layer (its own libgomp, not torch's) where it loads, else the workqueue layer.
+# On this project's VMs workqueue's sleeping workers wake too slowly to share a 1 ms layer (two
+# threads ran no faster than one; OpenMP ran 1.8x faster, docs/kernels-research.md). The OpenMP
+# workers spin only GOMP_SPINCOUNT iterations (about 0.1 ms) after a region, then sleep, so they
+# keep warm between the layers of one forward pass without fighting other pools for long.
+os.environ.setdefault("NUMBA_THREADING_LAYER_PRIORITY", "omp workqueue tbb")
+os.environ.setdefault("GOMP_SPINCOUNT", "100000")
 
 
 def _cache_dir() -> str:
@@ -93,8 +99,11 @@ def _row_dot(typingctx, values, start, masks, mask_start, segments, x):
 
         def segment(index, offset, mask, accumulator):
             raw_p = builder.bitcast(builder.gep(values_p, [offset]), _V16F.as_pointer())
-            spread = builder.call(expand, [builder.load(raw_p, align=4), zero,
-                                           builder.bitcast(mask, _V16B)])  # fmt: skip
+            # An empty asm pins the 16 values in a register: LLVM would otherwise fold the load
+            # into a memory-source vexpandps, which Zen 4 runs several times slower.
+            raw = builder.asm(ir.FunctionType(_V16F, [_V16F]), "", "=v,0",
+                              [builder.load(raw_p, align=4)], False)  # fmt: skip
+            spread = builder.call(expand, [raw, zero, builder.bitcast(mask, _V16B)])
             x_at = builder.gep(x_p, [builder.mul(index, ir.Constant(_I64, SEGMENT))])
             inputs = builder.load(builder.bitcast(x_at, _V16F.as_pointer()), align=4)
             product = builder.fmul(spread, inputs, flags=["fast"])
@@ -162,8 +171,11 @@ def _scalar_rows(rowstart, masks, values, x, out, r):
 
 
 def _tile_intrinsic(width: int):
-    """out[t : t + 16 width] = sum over q < count of values[start + q] * xt[cols[q], t : ...]:
-    `width` vector accumulators held in registers across the row's non-zeros."""
+    """out[t : t + 16 width] = sum over q < count of values[start + q] * xt[cols[q], t : ...],
+    in vector accumulators held in registers across the row's non-zeros: `width` per non-zero,
+    and 4 / width sets of them taking turns, so at least four independent multiply-add chains
+    hide the multiply-add latency however narrow the tile."""
+    sets = max(1, 4 // width)
 
     @intrinsic
     def tile(typingctx, values, start, cols, count, xt, stride, t, out):
@@ -180,28 +192,37 @@ def _tile_intrinsic(width: int):
             values_p, cols_p, xt_p, out_p = (data(0, values_a), data(2, cols_a),
                                              data(4, xt_a), data(7, out_a))  # fmt: skip
             zero = ir.Constant(_V16F, None)
-            accumulators = [cgutils.alloca_once_value(builder, zero) for _ in range(width)]
-            with cgutils.for_range(builder, count_v) as loop:
-                weight = builder.load(builder.gep(values_p, [builder.add(start_v, loop.index)]))
-                spread = builder.insert_element(
-                    ir.Constant(_V16F, None), weight, ir.Constant(ir.IntType(32), 0)
-                )
-                spread = builder.shuffle_vector(
-                    spread, ir.Constant(_V16F, None), ir.Constant(ir.VectorType(
-                        ir.IntType(32), SEGMENT), [0] * SEGMENT)
-                )  # fmt: skip
-                column = builder.sext(builder.load(builder.gep(cols_p, [loop.index])), _I64)
+            banks = [[cgutils.alloca_once_value(builder, zero) for _ in range(width)]
+                     for _ in range(sets)]  # fmt: skip
+            broadcast = ir.Constant(ir.VectorType(ir.IntType(32), SEGMENT), [0] * SEGMENT)
+
+            def step(q, bank):
+                weight = builder.load(builder.gep(values_p, [builder.add(start_v, q)]))
+                spread = builder.insert_element(zero, weight, ir.Constant(ir.IntType(32), 0))
+                spread = builder.shuffle_vector(spread, zero, broadcast)
+                column = builder.sext(builder.load(builder.gep(cols_p, [q])), _I64)
                 row = builder.add(builder.mul(column, stride_v), t_v)
-                for u, accumulator in enumerate(accumulators):
+                for u, accumulator in enumerate(bank):
                     at = builder.gep(xt_p, [builder.add(row, ir.Constant(_I64, SEGMENT * u))])
                     inputs = builder.load(builder.bitcast(at, _V16F.as_pointer()), align=4)
                     product = builder.fmul(spread, inputs, flags=["fast"])
                     total = builder.fadd(builder.load(accumulator), product, flags=["fast"])
                     builder.store(total, accumulator)
-            for u, accumulator in enumerate(accumulators):
+
+            groups = builder.udiv(count_v, ir.Constant(_I64, sets))
+            with cgutils.for_range(builder, groups) as loop:
+                first = builder.mul(loop.index, ir.Constant(_I64, sets))
+                for offset, bank in enumerate(banks):
+                    step(builder.add(first, ir.Constant(_I64, offset)), bank)
+            done = builder.mul(groups, ir.Constant(_I64, sets))
+            with cgutils.for_range(builder, builder.sub(count_v, done)) as loop:
+                step(builder.add(done, loop.index), banks[0])
+            for u in range(width):
+                total = builder.load(banks[0][u])
+                for bank in banks[1:]:
+                    total = builder.fadd(total, builder.load(bank[u]), flags=["fast"])
                 at = builder.gep(out_p, [builder.add(t_v, ir.Constant(_I64, SEGMENT * u))])
-                builder.store(builder.load(accumulator),
-                              builder.bitcast(at, _V16F.as_pointer()), align=4)  # fmt: skip
+                builder.store(total, builder.bitcast(at, _V16F.as_pointer()), align=4)
             return context.get_dummy_value()
 
         return signature, codegen
@@ -353,7 +374,7 @@ def _kernels(row):
 _matvec_avx512, _serial_avx512 = _kernels(_avx512_rows)
 _matvec_scalar, _serial_scalar = _kernels(_scalar_rows)
 SERIAL_BELOW = 65536  # mask segments x batch rows under which one thread beats a parallel region
-SPMM_FROM = 8  # input rows from which the SpMM beats one expand pass per row (measured)
+SPMM_FROM = 3  # input rows from which the SpMM beats one expand pass per row (measured)
 
 
 def pack(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

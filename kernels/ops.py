@@ -29,7 +29,7 @@ def bitmask_linear(
     result = torch.from_numpy(out)
     if bias is not None:
         result += bias.detach()
-    return result.reshape(*x.shape[:-1], masks.shape[0])
+    return result.reshape(*x.shape[:-1], masks.shape[0]).contiguous()  # the SpMM returns W x^T
 
 
 @bitmask_linear.register_fake

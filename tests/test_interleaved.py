@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from sparsebench.errors import SparsebenchError
 from sparsebench.measure.interleaved import Comparison, TimingConfig, time_interleaved
 
 
@@ -38,3 +39,16 @@ def test_a_slower_variant_shows_a_speedup_below_one():
     )
     stats = comparison.speedup("slow", "fast")
     assert stats.high < 0.8  # sleep(4 ms) is never faster than sleep(1 ms)
+
+
+def test_settle_seconds_pauses_after_every_block_and_refuses_negative(monkeypatch):
+    from sparsebench.measure import interleaved
+
+    pauses = []
+    monkeypatch.setattr(interleaved.time, "sleep", pauses.append)
+    timing = TimingConfig(rounds=3, block_seconds=0.0, block_iters=1, warmup=0,
+                          settle_seconds=0.01)  # fmt: skip
+    interleaved.time_interleaved({"a": lambda: None, "b": lambda: None}, timing)
+    assert pauses == [0.01] * 6
+    with pytest.raises(SparsebenchError, match="settle_seconds"):
+        TimingConfig(settle_seconds=-1.0)

@@ -70,7 +70,7 @@ def _kernel_benchmark(device: str, threads: int | None, rounds: int, quick: bool
     quick_workload = KernelWorkload(1024, 1, 0.9, layers=2)  # cache-resident: a smoke run
     workloads = (quick_workload,) if quick else DEFAULT_WORKLOADS
     timing = TimingConfig(rounds=3 if quick else max(rounds, 10), block_seconds=0.1,
-                          block_iters=3)  # fmt: skip
+                          block_iters=3, settle_seconds=0.02)  # fmt: skip
     report = run_kernels(workloads, timing, threads,
                          progress=lambda text: console.print(f"[dim]… {text}[/dim]"))  # fmt: skip
     return render_kernels(report)

@@ -8,6 +8,7 @@ rounds shows how much the noisy machine can be trusted.
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -66,12 +67,14 @@ class TimingConfig:
     block_seconds: float = 0.2
     block_iters: int = 3
     warmup: int = 2
+    settle_seconds: float = 0.0  # pause after each block, so its thread pool is idle again
 
     def __post_init__(self):
         check_count(f"{self.names}rounds", self.rounds, 1)
         check_seconds(f"{self.names}block_seconds", self.block_seconds, allow_zero=True)
         check_count(f"{self.names}block_iters", self.block_iters, 1)
         check_count(f"{self.names}warmup", self.warmup, 0)
+        check_seconds(f"{self.names}settle_seconds", self.settle_seconds, allow_zero=True)
 
 
 def time_interleaved(
@@ -94,4 +97,6 @@ def time_interleaved(
         for name in names[shift:] + names[:shift]:
             stats = measure_latency(variants[name], device, block)
             comparison.rounds[name].append(stats.samples)
+            if timing.settle_seconds:
+                time.sleep(timing.settle_seconds)
     return comparison
