@@ -341,14 +341,26 @@ def _spmm_kernels(decode):
 SPMM_BLOCK_NNZ = 16384  # non-zeros per SpMM row block: its decoded columns stay in L1/L2
 
 
-def _spmm_blocks(rowstart, values, rows: int) -> tuple[np.ndarray, int]:
+@njit(cache=True)
+def _spmm_blocks(rowstart, values, rows):
     """Row bounds of blocks of about SPMM_BLOCK_NNZ non-zeros (a new block wherever a row starts
     in the next multiple of it), and the column buffer the largest block needs (plus the
     decoder's 16 entries of slack)."""
-    starts = np.append(rowstart, values.shape[0] - SEGMENT)
-    cuts = np.flatnonzero(np.diff(starts[:-1] // SPMM_BLOCK_NNZ)) + 1
-    bounds = np.concatenate([[0], cuts, [rows]]).astype(np.int64)
-    return bounds, int(np.max(np.diff(starts[bounds]), initial=0)) + SEGMENT
+    total = values.shape[0] - SEGMENT
+    cuts = 1
+    for r in range(1, rows):
+        cuts += rowstart[r] // SPMM_BLOCK_NNZ != rowstart[r - 1] // SPMM_BLOCK_NNZ
+    bounds = np.empty(cuts + 1, np.int64)
+    bounds[0], bounds[cuts], at, widest = 0, rows, 1, 0
+    for r in range(1, rows):
+        if rowstart[r] // SPMM_BLOCK_NNZ != rowstart[r - 1] // SPMM_BLOCK_NNZ:
+            bounds[at] = r
+            at += 1
+    for b in range(cuts):
+        end = rowstart[bounds[b + 1]] if bounds[b + 1] < rows else total
+        start = rowstart[bounds[b]] if rows else 0
+        widest = max(widest, end - start)
+    return bounds, widest + SEGMENT
 
 
 _spmm_avx512, _spmm_serial_avx512 = _spmm_kernels(_decode_avx512)
@@ -374,6 +386,7 @@ def _kernels(row):
 _matvec_avx512, _serial_avx512 = _kernels(_avx512_rows)
 _matvec_scalar, _serial_scalar = _kernels(_scalar_rows)
 SERIAL_BELOW = 65536  # mask segments x batch rows under which one thread beats a parallel region
+SPMM_SERIAL_BELOW = 1 << 20  # multiply-adds under which one thread beats a parallel region
 SPMM_FROM = 3  # input rows from which the SpMM beats one expand pass per row (measured)
 
 
@@ -399,7 +412,9 @@ def matmul(
     """x (N, K) float32 times the packed weight transposed: (N, M) (a transposed view when the
     SpMM ran). `spmm` forces the batch-N kernel on or off (default: from SPMM_FROM rows)."""
     if spmm if spmm is not None else x.shape[0] >= SPMM_FROM:
-        return matmul_t(rowstart, masks, values, np.ascontiguousarray(x.T), True, avx512).T
+        padded = np.zeros((x.shape[1], -(-x.shape[0] // SEGMENT) * SEGMENT), np.float32)
+        padded[:, : x.shape[0]] = x.T  # the one copy: transposed and padded for the tiles
+        return matmul_t(rowstart, masks, values, padded, True, avx512)[:, : x.shape[0]].T
     rows, segments = masks.shape
     width = segments * SEGMENT
     if x.shape[1] == width and x.flags.c_contiguous:
@@ -434,7 +449,7 @@ def matmul_t(
     out = np.empty((masks.shape[0], width), np.float32)
     if avx512 is None:
         avx512 = has_avx512()
-    small = masks.size * width < SERIAL_BELOW
+    small = (values.shape[0] - SEGMENT) * width < SPMM_SERIAL_BELOW
     bounds, buffer = _spmm_blocks(rowstart, values, masks.shape[0])
     blocks, tiles = bounds.shape[0] - 1, -(-width // 64)
     groups = max(1, min(tiles, -(-4 * numba.get_num_threads() // max(blocks, 1))))

@@ -24,12 +24,20 @@ def bitmask_linear(
     in_features: int,
 ) -> torch.Tensor:
     """`x @ W.T (+ bias)` for W packed by `bitmask.pack` (CPU, float32)."""
-    flat = x.detach().reshape(-1, in_features).to(torch.float32).contiguous()
-    out = bitmask.matmul(rowstart.numpy(), masks.numpy(), values.numpy(), flat.numpy())
-    result = torch.from_numpy(out)
+    bitmask.set_threads(torch.get_num_threads())  # as many threads as torch was given
+    flat = x.detach().reshape(-1, in_features).to(torch.float32)
+    packed = rowstart.numpy(), masks.numpy(), values.numpy()
+    rows = flat.shape[0]
+    if rows >= bitmask.SPMM_FROM:  # the SpMM reads x^T, padded to whole 16-input tiles
+        xt = torch.zeros(in_features, -(-rows // bitmask.SEGMENT) * bitmask.SEGMENT)
+        xt[:, :rows] = flat.t()
+        out = torch.from_numpy(bitmask.matmul_t(*packed, xt.numpy(), spmm=True))
+        result = out[:, :rows].t().contiguous()
+    else:
+        result = torch.from_numpy(bitmask.matmul(*packed, flat.contiguous().numpy(), spmm=False))
     if bias is not None:
         result += bias.detach()
-    return result.reshape(*x.shape[:-1], masks.shape[0]).contiguous()  # the SpMM returns W x^T
+    return result.reshape(*x.shape[:-1], masks.shape[0])
 
 
 @bitmask_linear.register_fake
@@ -55,6 +63,7 @@ def bitmask_conv2d(
 ) -> torch.Tensor:
     """A zero-padded, ungrouped `conv2d` whose (O, C kh kw) weight is packed by `bitmask.pack`:
     the input unfolded (im2col) into (C kh kw, images x positions), one SpMM, folded back."""
+    bitmask.set_threads(torch.get_num_threads())
     images, _, height, width = x.shape
     cols = F.unfold(x.detach().to(torch.float32), kernel_size, dilation, padding, stride)
     positions = cols.shape[-1]

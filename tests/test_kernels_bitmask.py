@@ -170,3 +170,16 @@ def test_the_repository_folder_reached_as_a_top_level_kernels_package_stays_iner
     root = Path(__file__).resolve().parents[1]
     pytest.importorskip("transformers", reason="the hf extra (transformers) is not installed")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_the_operators_use_as_many_threads_as_torch():
+    import numba
+
+    packed = pack_linear(_weight(8, 20, 0.5))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        bitmask_linear(torch.randn(2, 20), *packed.values(), None, 20)
+        assert numba.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
