@@ -367,6 +367,25 @@ _spmm_avx512, _spmm_serial_avx512 = _spmm_kernels(_decode_avx512)
 _spmm_scalar, _spmm_serial_scalar = _spmm_kernels(_decode_scalar)
 
 
+@njit(fastmath=True, cache=True)
+def _transposed_padded(x, width):
+    """x (N, K) as the (K, width) zero-padded x^T the SpMM tiles read."""
+    n, k = x.shape
+    xt = np.zeros((k, width), np.float32)
+    for i in range(n):
+        for j in range(k):
+            xt[j, i] = x[i, j]
+    return xt
+
+
+@njit(fastmath=True, cache=True)
+def _transpose_into(out_t, out):
+    """out (N, M) = the first N columns of out_t (M, width), transposed."""
+    for i in range(out.shape[0]):  # contiguous writes (a 4 KiB write stride thrashes L1 sets)
+        for r in range(out_t.shape[0]):
+            out[i, r] = out_t[r, i]
+
+
 def _kernels(row):
     """The parallel and the serial kernel over rows for one row body."""
     body = njit(fastmath=True, cache=True, inline="always")(row)
@@ -409,12 +428,16 @@ def pack(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def matmul(
     rowstart, masks, values, x: np.ndarray, avx512: bool | None = None, spmm: bool | None = None
 ) -> np.ndarray:
-    """x (N, K) float32 times the packed weight transposed: (N, M) (a transposed view when the
-    SpMM ran). `spmm` forces the batch-N kernel on or off (default: from SPMM_FROM rows)."""
+    """x (N, K) float32 times the packed weight transposed: (N, M). `spmm` forces the batch-N
+    kernel on or off (default: from SPMM_FROM rows)."""
+    if avx512 is None:
+        avx512 = has_avx512()
     if spmm if spmm is not None else x.shape[0] >= SPMM_FROM:
-        padded = np.zeros((x.shape[1], -(-x.shape[0] // SEGMENT) * SEGMENT), np.float32)
-        padded[:, : x.shape[0]] = x.T  # the one copy: transposed and padded for the tiles
-        return matmul_t(rowstart, masks, values, padded, True, avx512)[:, : x.shape[0]].T
+        width = -(-x.shape[0] // SEGMENT) * SEGMENT
+        xt = _transposed_padded(np.ascontiguousarray(x, np.float32), width)
+        out = np.empty((x.shape[0], masks.shape[0]), np.float32)
+        _transpose_into(matmul_t(rowstart, masks, values, xt, True, avx512), out)
+        return out
     rows, segments = masks.shape
     width = segments * SEGMENT
     if x.shape[1] == width and x.flags.c_contiguous:
@@ -423,8 +446,6 @@ def matmul(
         inputs = np.zeros((x.shape[0], width), np.float32)
         inputs[:, : x.shape[1]] = x
     out = np.empty((x.shape[0], rows), np.float32)
-    if avx512 is None:
-        avx512 = has_avx512()
     small = masks.size * x.shape[0] < SERIAL_BELOW
     kernels = {(True, False): _matvec_avx512, (True, True): _serial_avx512,
                (False, False): _matvec_scalar, (False, True): _serial_scalar}  # fmt: skip

@@ -27,14 +27,7 @@ def bitmask_linear(
     bitmask.set_threads(torch.get_num_threads())  # as many threads as torch was given
     flat = x.detach().reshape(-1, in_features).to(torch.float32)
     packed = rowstart.numpy(), masks.numpy(), values.numpy()
-    rows = flat.shape[0]
-    if rows >= bitmask.SPMM_FROM:  # the SpMM reads x^T, padded to whole 16-input tiles
-        xt = torch.zeros(in_features, -(-rows // bitmask.SEGMENT) * bitmask.SEGMENT)
-        xt[:, :rows] = flat.t()
-        out = torch.from_numpy(bitmask.matmul_t(*packed, xt.numpy(), spmm=True))
-        result = out[:, :rows].t().contiguous()
-    else:
-        result = torch.from_numpy(bitmask.matmul(*packed, flat.contiguous().numpy(), spmm=False))
+    result = torch.from_numpy(bitmask.matmul(*packed, flat.contiguous().numpy()))
     if bias is not None:
         result += bias.detach()
     return result.reshape(*x.shape[:-1], masks.shape[0])
