@@ -24,6 +24,9 @@ def bitmask_linear(
     in_features: int,
 ) -> torch.Tensor:
     """`x @ W.T (+ bias)` for W packed by `bitmask.pack` (CPU, float32)."""
+    if x.dim() < 1 or x.shape[-1] != in_features:
+        raise ValueError(f"bitmask_linear expects inputs of {in_features} features, got "
+                         f"shape {list(x.shape)}")  # fmt: skip
     bitmask.set_threads(torch.get_num_threads())  # as many threads as torch was given
     flat = x.detach().reshape(-1, in_features).to(torch.float32)
     packed = rowstart.numpy(), masks.numpy(), values.numpy()
@@ -53,9 +56,13 @@ def bitmask_conv2d(
     stride: list[int],
     padding: list[int],
     dilation: list[int],
+    in_channels: int,
 ) -> torch.Tensor:
     """A zero-padded, ungrouped `conv2d` whose (O, C kh kw) weight is packed by `bitmask.pack`:
     the input unfolded (im2col) into (C kh kw, images x positions), one SpMM, folded back."""
+    if x.dim() != 4 or x.shape[1] != in_channels:
+        raise ValueError(f"bitmask_conv2d expects (N, {in_channels}, H, W) inputs, got shape "
+                         f"{list(x.shape)}")  # fmt: skip
     bitmask.set_threads(torch.get_num_threads())
     images, _, height, width = x.shape
     cols = F.unfold(x.detach().to(torch.float32), kernel_size, dilation, padding, stride)
@@ -71,7 +78,7 @@ def bitmask_conv2d(
 
 
 @bitmask_conv2d.register_fake
-def _(x, rowstart, masks, values, bias, kernel_size, stride, padding, dilation):
+def _(x, rowstart, masks, values, bias, kernel_size, stride, padding, dilation, in_channels):
     sizes = [_conv_output_size(size, *args) for size, *args in
              zip(x.shape[2:], kernel_size, stride, padding, dilation, strict=True)]  # fmt: skip
     return x.new_empty((x.shape[0], masks.shape[0], *sizes))

@@ -183,3 +183,39 @@ def test_the_operators_use_as_many_threads_as_torch():
         assert numba.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_operators_refuse_inputs_of_another_width_instead_of_reading_past_them():
+    from sparsebench.kernels import bitmask_conv2d
+
+    packed = pack_linear(_weight(8, 40, 0.5))
+    with pytest.raises(ValueError, match="40 features"):
+        bitmask_linear(torch.randn(4, 20), *packed.values(), None, 40)  # 80 values, 2 rows of 40
+    conv = pack_linear(_weight(4, 3 * 3 * 3, 0.5).reshape(4, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        bitmask_conv2d(torch.randn(1, 2, 8, 8), *conv.values(), None, [3, 3], [1, 1], [1, 1],
+                       [1, 1], 3)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("channels", "out", "kernel", "stride", "padding", "dilation", "size", "images"),
+    [(3, 8, 3, 1, 1, 1, 9, 2), (16, 32, 3, 2, 0, 1, 11, 1), (8, 4, 1, 1, 0, 1, 5, 3),
+     (5, 7, 3, 1, 2, 2, 8, 1), (4, 6, 2, 3, 1, 1, 7, 2)],
+)  # fmt: skip
+@pytest.mark.parametrize("sparsity", [0.0, 0.7, 1.0])
+def test_the_conv2d_operator_matches_torch(channels, out, kernel, stride, padding, dilation, size,
+                                           images, sparsity):  # fmt: skip
+    from sparsebench.kernels import bitmask_conv2d
+
+    torch.manual_seed(5)
+    conv = torch.nn.Conv2d(channels, out, kernel, stride, padding, dilation)
+    with torch.no_grad():
+        conv.weight[torch.rand_like(conv.weight) < sparsity] = 0
+    x = torch.randn(images, size + 1, size, channels).permute(0, 3, 2, 1)  # non-contiguous
+    packed = pack_linear(conv.weight)
+    geometry = [[kernel] * 2, [stride] * 2, [padding] * 2, [dilation] * 2]
+    with torch.inference_mode():
+        got = bitmask_conv2d(x, *packed.values(), conv.bias, *geometry, channels)
+        torch.testing.assert_close(got, conv(x), rtol=1e-4, atol=1e-5)
+    torch.library.opcheck(bitmask_conv2d, (x, *packed.values(), None, *geometry, channels),
+                          test_utils=("test_schema", "test_faketensor"))  # fmt: skip

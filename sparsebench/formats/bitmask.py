@@ -79,7 +79,7 @@ class BitmaskConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.sparsebench.bitmask_conv2d(
-            x, self.rowstart, self.masks, self.values, self.bias, *self.geometry
+            x, self.rowstart, self.masks, self.values, self.bias, *self.geometry, self.in_channels
         )
 
     def extra_repr(self) -> str:

@@ -141,7 +141,7 @@ def _bitmask_linear_flops(x, rowstart, masks, values, bias, in_features, *args, 
 def _bitmask_conv2d_flops(x, rowstart, masks, values, bias, *args, out_val=None, **kwargs) -> int:
     """sparsebench's packed Conv2d counted as the dense convolution: each output element is a
     dot product over the weight's C kh kw inputs (the packed masks' row length)."""
-    in_features = x.shape[1] * math.prod(args[0]) if args else 0
+    in_features = x.shape[1] * math.prod(args[0]) if args else 0  # args[0]: kernel_size
     return 2 * (out_val.numel() if out_val is not None else 0) * in_features
 
 
