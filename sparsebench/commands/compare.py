@@ -58,7 +58,7 @@ def _write(report, output: Path, plots_dir: Path | None, plots: bool, force: boo
 def compare(
     checkpoints: Annotated[list[Path], typer.Argument(help="One or more checkpoint files.")],
     formats: Annotated[
-        str, typer.Option(help="Formats to compare: dense, csr, channels, semi24, onnx.")
+        str, typer.Option(help="Formats to compare: dense, csr, channels, semi24, bitmask, onnx.")
     ] = "dense,csr,channels,onnx",
     runtimes: Annotated[
         str, typer.Option(help="Runtimes: torch, onnxruntime (runs the onnx format).")
