@@ -36,6 +36,7 @@ class KernelWorkload:
     batch: int = 1
     sparsity: float = 0.8
     layers: int = 0  # 0: enough that the smallest candidate exceeds twice the cache
+    int8: bool = False  # add torch's int8 block-sparse Linear as a reference row (slow here)
 
     @property
     def label(self) -> str:
@@ -44,7 +45,7 @@ class KernelWorkload:
 
 DEFAULT_WORKLOADS = (
     KernelWorkload(4096, 1, 0.5),
-    KernelWorkload(4096, 1, 0.8),
+    KernelWorkload(4096, 1, 0.8, int8=True),
     KernelWorkload(4096, 1, 0.9),
     KernelWorkload(4096, 1, 0.95),
     KernelWorkload(4096, 32, 0.8),
@@ -159,7 +160,7 @@ def _ort_stack(weights: list[torch.Tensor], batch: int, threads: int):
     return session, ""
 
 
-def _candidates(weights, x, threads):
+def _candidates(weights, x, threads, int8: bool):
     """name -> a callable returning the stack's output, or name -> why it cannot run here."""
     found: dict[str, object] = {}
     found["dense torch"] = lambda: _chain(x, weights, torch.nn.functional.linear)
@@ -186,7 +187,49 @@ def _candidates(weights, x, threads):
             return kernels.bitmask_linear(a, p["rowstart"], p["masks"], p["values"], None, size)
 
         found["bitmask (sparsebench)"] = lambda: _chain(x, packed, bitmask_layer)
+    if int8:
+        found[INT8] = _int8_stack(weights, x)
     return found
+
+
+INT8 = "int8 1x4 block-sparse (torch.ao, reference)"
+INT8_TOLERANCE = 0.05  # of max |y|: int8 weights, activations and outputs through the stack
+
+
+def _int8_stack(weights, x):
+    """torch's int8 block-sparse Linear (FBGEMM, 1x4 blocks) over the same weights, outputs
+    requantized per layer with scales calibrated on this input; or why it cannot run here."""
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        return "torch was built without the FBGEMM engine its sparse int8 Linear needs"
+    import warnings
+
+    from torch.ao.nn.sparse.quantized import Linear
+
+    torch.backends.quantized.engine = "fbgemm"
+    layers, y = [], x
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecates quantized tensors
+        for weight in weights:
+            y = torch.nn.functional.linear(y, weight)
+            layer = Linear(weight.shape[1], weight.shape[0], 1, 4, bias=False)
+            scale = max(float(weight.abs().max()), 1e-12) / 127
+            layer.set_weight_bias(torch.quantize_per_tensor(weight, scale, 0, torch.qint8), None,
+                                  1, 4)  # fmt: skip
+            layer.scale, layer.zero_point = max(float(y.abs().max()), 1e-12) / 127, 128
+            layers.append(layer)
+        x_scale = max(float(x.abs().max()), 1e-12) / 127
+
+        def run():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                q = torch.quantize_per_tensor(x, x_scale, 128, torch.quint8)
+                return _chain(q, layers, lambda a, layer: layer(a)).dequantize()
+
+        try:
+            run()
+        except RuntimeError as exc:
+            return f"torch.ao sparse int8 Linear failed here: {first_line(exc)}"
+    return run
 
 
 def _chain(x, layers, apply):
@@ -204,6 +247,9 @@ def _bytes(name: str, weights: list[torch.Tensor]) -> int:
             total += 4 * weight.numel()
         elif name == "torch csr":
             total += 12 * nnz + 8 * (rows + 1)  # float32 values, int64 columns and row pointers
+        elif name == INT8:  # int8 values of each non-empty 1x4 block, an int32 index per block
+            blocks = int(torch.count_nonzero(weight.reshape(rows, -1, 4).abs().sum(-1)))
+            total += 8 * blocks + 4 * (rows + 1)
         else:
             total += _bitmask_bytes(rows, nnz)
     return total
@@ -217,7 +263,7 @@ def run_workload(workload: KernelWorkload, timing: TimingConfig, threads: int, l
     x = torch.randn(workload.batch, workload.size, generator=torch.Generator().manual_seed(1))
     rows, variants = [], {}
     with fixed_threads(threads), torch.inference_mode():
-        candidates = _candidates(weights, x, threads)
+        candidates = _candidates(weights, x, threads, workload.int8)
         reference = candidates["dense torch"]()
         errors = {}
         for name, candidate in candidates.items():
@@ -226,7 +272,8 @@ def run_workload(workload: KernelWorkload, timing: TimingConfig, threads: int, l
                 continue
             got = candidate()
             error = float((got - reference).abs().max())
-            tolerance = 1e-4 * float(reference.abs().max()) + 1e-5  # fp32 sums in another order
+            scale = INT8_TOLERANCE if name == INT8 else 1e-4  # else fp32 sums in another order
+            tolerance = scale * float(reference.abs().max()) + 1e-5
             if not math.isfinite(error) or error > tolerance:
                 reason = f"failed verification: {error:.2e} > {tolerance:.2e}"
                 rows.append(KernelRow(workload.label, name, layers, unavailable=reason))

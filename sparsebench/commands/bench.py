@@ -67,7 +67,7 @@ def _kernel_benchmark(device: str, threads: int | None, rounds: int, quick: bool
         raise SparsebenchError("the kernel benchmark runs on the CPU (--device cpu)")
     check_count("--rounds", rounds, 1)
     threads = check_threads(threads) or 2
-    quick_workload = KernelWorkload(1024, 1, 0.9, layers=2)  # cache-resident: a smoke run
+    quick_workload = KernelWorkload(1024, 1, 0.9, layers=2, int8=True)  # cache-resident: smoke
     workloads = (quick_workload,) if quick else DEFAULT_WORKLOADS
     timing = TimingConfig(rounds=3 if quick else max(rounds, 10), block_seconds=0.1,
                           block_iters=3, settle_seconds=0.02)  # fmt: skip
