@@ -67,9 +67,24 @@ _V16F, _V16B = ir.VectorType(_F32, 16), ir.VectorType(ir.IntType(1), 16)
 
 @functools.cache
 def has_avx512() -> bool:
-    """Whether this CPU (as LLVM sees it) can run the expand kernel (asked once)."""
-    features = llvm.get_host_cpu_features()
-    return bool(features.get("avx512f"))
+    """Whether the CPU numba compiles for can run the expand kernel (asked once): the host's
+    features, unless NUMBA_CPU_NAME names another target (then NUMBA_CPU_FEATURES decides)."""
+    if numba.config.CPU_NAME not in (None, "", "host"):
+        return "+avx512f" in (numba.config.CPU_FEATURES or "").split(",")
+    return bool(llvm.get_host_cpu_features().get("avx512f"))
+
+
+def _checked(rowstart, masks, values, x, rows_axis: int):
+    """The packed arrays and x as the kernels read them (C-contiguous, their dtypes), after
+    checking that x holds the K inputs the masks' segments can mark (no read past it)."""
+    segments = masks.shape[1]
+    inputs = x.shape[rows_axis]
+    if not (segments - 1) * SEGMENT < inputs <= segments * SEGMENT and (segments or inputs):
+        raise ValueError(f"x has {inputs} inputs; the packed weight takes "
+                         f"{(segments - 1) * SEGMENT + 1}-{segments * SEGMENT}")  # fmt: skip
+    contiguous = np.ascontiguousarray
+    return (contiguous(rowstart, np.int64), contiguous(masks, np.int16),
+            contiguous(values, np.float32), contiguous(x, np.float32))  # fmt: skip
 
 
 @intrinsic
@@ -430,17 +445,18 @@ def matmul(
 ) -> np.ndarray:
     """x (N, K) float32 times the packed weight transposed: (N, M). `spmm` forces the batch-N
     kernel on or off (default: from SPMM_FROM rows)."""
+    rowstart, masks, values, x = _checked(rowstart, masks, values, x, 1)
     if avx512 is None:
         avx512 = has_avx512()
     if spmm if spmm is not None else x.shape[0] >= SPMM_FROM:
         width = -(-x.shape[0] // SEGMENT) * SEGMENT
-        xt = _transposed_padded(np.ascontiguousarray(x, np.float32), width)
+        xt = _transposed_padded(x, width)
         out = np.empty((x.shape[0], masks.shape[0]), np.float32)
         _transpose_into(matmul_t(rowstart, masks, values, xt, True, avx512), out)
         return out
     rows, segments = masks.shape
     width = segments * SEGMENT
-    if x.shape[1] == width and x.flags.c_contiguous:
+    if x.shape[1] == width:
         inputs = x
     else:  # the last segment reads 16 inputs: pad with zeros
         inputs = np.zeros((x.shape[0], width), np.float32)
@@ -459,10 +475,11 @@ def matmul_t(
     """The packed weight times xt (K, N) float32: (M, N), the layout of a convolution's output
     from its unfolded input. Below SPMM_FROM columns it runs `matmul` on xt transposed."""
     if not (spmm if spmm is not None else xt.shape[1] >= SPMM_FROM):
-        return np.ascontiguousarray(matmul(rowstart, masks, values, xt.T, spmm=False).T)
+        return np.ascontiguousarray(matmul(rowstart, masks, values, xt.T, avx512, False).T)
+    rowstart, masks, values, xt = _checked(rowstart, masks, values, xt, 0)
     n = xt.shape[1]
     width = -(-n // SEGMENT) * SEGMENT
-    if width == n and xt.dtype == np.float32 and xt.flags.c_contiguous:
+    if width == n:
         padded = xt
     else:  # the tiles read 16 inputs at a time
         padded = np.zeros((xt.shape[0], width), np.float32)

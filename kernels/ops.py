@@ -38,7 +38,7 @@ def bitmask_linear(
 
 @bitmask_linear.register_fake
 def _(x, rowstart, masks, values, bias, in_features):
-    return x.new_empty((*x.shape[:-1], masks.shape[0]))
+    return x.new_empty((*x.shape[:-1], masks.shape[0]), dtype=torch.float32)
 
 
 def _conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
@@ -81,7 +81,7 @@ def bitmask_conv2d(
 def _(x, rowstart, masks, values, bias, kernel_size, stride, padding, dilation, in_channels):
     sizes = [_conv_output_size(size, *args) for size, *args in
              zip(x.shape[2:], kernel_size, stride, padding, dilation, strict=True)]  # fmt: skip
-    return x.new_empty((x.shape[0], masks.shape[0], *sizes))
+    return x.new_empty((x.shape[0], masks.shape[0], *sizes), dtype=torch.float32)
 
 
 def pack_linear(weight: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -218,6 +218,14 @@ def test_a_crafted_artifact_is_refused_before_the_kernel_runs(tmp_path, key, cha
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
 
 
+def test_loading_a_bitmask_artifact_for_cuda_is_one_line(tmp_path):
+    _, source = _checkpoint(tmp_path)
+    artifact = tmp_path / "mlp.bitmask.pt"
+    export(source, artifact, ExportConfig.of(format="bitmask"))
+    with pytest.raises(SparsebenchError, match="CPU only"):
+        bitmask_format.BitmaskExporter().restore(None, {}, {}, "cuda")
+
+
 def test_a_missing_kernels_extra_is_one_line_exit_2(tmp_path, monkeypatch):
     _, source = _checkpoint(tmp_path)
 

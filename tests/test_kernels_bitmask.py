@@ -219,3 +219,29 @@ def test_the_conv2d_operator_matches_torch(channels, out, kernel, stride, paddin
         torch.testing.assert_close(got, conv(x), rtol=1e-4, atol=1e-5)
     torch.library.opcheck(bitmask_conv2d, (x, *packed.values(), None, *geometry, channels),
                           test_utils=("test_schema", "test_faketensor"))  # fmt: skip
+
+
+def test_the_kernels_take_any_float_dtype_and_layout_and_refuse_a_narrower_x():
+    weight = _weight(6, 40, 0.5)
+    rowstart, masks, values = (t.numpy() for t in pack_linear(weight).values())
+    x = torch.randn(5, 40, dtype=torch.float64)
+    expected = (x.float() @ weight.t()).numpy()
+    reversed_values = np.ascontiguousarray(values[::-1])[::-1]  # a strided view of the values
+    for spmm in (False, True):
+        got = bitmask.matmul(rowstart, masks, reversed_values, x.numpy(), spmm=spmm)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+        with pytest.raises(ValueError, match="inputs"):
+            bitmask.matmul(rowstart, masks, values, np.zeros((5, 16), np.float32), spmm=spmm)
+
+
+def test_a_generic_numba_target_does_not_take_the_avx512_path(monkeypatch):
+    import numba
+
+    monkeypatch.setattr(numba.config, "CPU_NAME", "generic")
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "")
+    bitmask.has_avx512.cache_clear()
+    try:
+        assert bitmask.has_avx512() is False
+    finally:
+        monkeypatch.undo()
+        bitmask.has_avx512.cache_clear()

@@ -177,6 +177,8 @@ class BitmaskExporter(Exporter):
                           payload={"layers": converted, "folded": folded}, notes=notes)  # fmt: skip
 
     def restore(self, model: nn.Module, payload: dict, state_dict: dict, device: str) -> nn.Module:
+        if device != "cpu":
+            raise SparsebenchError("the bitmask format runs on the CPU only (--device cpu)")
         folded = payload.get("folded", [])
         if not isinstance(folded, list) or not all(isinstance(n, str) for n in folded):
             raise SparsebenchError("bitmask artifact: 'folded' is not a list of layer names")
