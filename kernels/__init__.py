@@ -8,6 +8,7 @@ registering the operators a second time would replace the first registration whi
 handles still point at it."""
 
 if __name__ == "sparsebench.kernels":
+    from . import _numba  # noqa: F401 - numba's cache and threads, set before numba is imported
     from .ops import bitmask_conv2d, bitmask_linear, pack_linear
 
     __all__ = ["bitmask_conv2d", "bitmask_linear", "pack_linear"]

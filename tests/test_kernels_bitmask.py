@@ -12,7 +12,7 @@ import torch
 
 pytest.importorskip("numba", reason="the kernels extra (numba) is not installed")
 
-from sparsebench.kernels import bitmask, bitmask_linear, pack_linear  # noqa: E402
+from sparsebench.kernels import bitmask, bitmask_linear, pack_linear, spmm  # noqa: E402
 
 PATHS = [pytest.param(False, id="scalar")]
 if bitmask.has_avx512():
@@ -62,9 +62,9 @@ def test_the_batch_n_spmm_matches_dense(avx512, sparsity, shape, batch):
 def test_the_spmm_splits_rows_into_blocks_by_non_zeros():
     weight = _weight(900, 100, 0.0)  # 90,000 non-zeros: several blocks of about SPMM_BLOCK_NNZ
     rowstart, _, values = (packed.numpy() for packed in pack_linear(weight).values())
-    bounds, buffer = bitmask._spmm_blocks(rowstart, values, 900)
+    bounds, buffer = spmm._spmm_blocks(rowstart, values, 900)
     assert bounds[0] == 0 and bounds[-1] == 900 and np.all(np.diff(bounds) > 0)
-    assert len(bounds) - 1 >= 90_000 // bitmask.SPMM_BLOCK_NNZ
+    assert len(bounds) - 1 >= 90_000 // spmm.SPMM_BLOCK_NNZ
     assert buffer >= np.diff(np.append(rowstart, 90_000)[bounds]).max() + 16
 
 
@@ -227,11 +227,12 @@ def test_the_kernels_take_any_float_dtype_and_layout_and_refuse_a_narrower_x():
     x = torch.randn(5, 40, dtype=torch.float64)
     expected = (x.float() @ weight.t()).numpy()
     reversed_values = np.ascontiguousarray(values[::-1])[::-1]  # a strided view of the values
-    for spmm in (False, True):
-        got = bitmask.matmul(rowstart, masks, reversed_values, x.numpy(), spmm=spmm)
+    for batch_kernel in (False, True):
+        got = bitmask.matmul(rowstart, masks, reversed_values, x.numpy(), spmm=batch_kernel)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
         with pytest.raises(ValueError, match="inputs"):
-            bitmask.matmul(rowstart, masks, values, np.zeros((5, 16), np.float32), spmm=spmm)
+            bitmask.matmul(rowstart, masks, values, np.zeros((5, 16), np.float32),
+                           spmm=batch_kernel)  # fmt: skip
 
 
 def test_a_generic_numba_target_does_not_take_the_avx512_path(monkeypatch):
