@@ -55,3 +55,15 @@ def runtimes() -> None:
         ]
         files = f"; opens {', '.join(runtime.suffixes)}" if own_files else ""
         console.print(f"{name}: {runtime.description} (accepts {', '.join(formats)}{files})")
+
+
+@app.command("prune-methods")
+@friendly_errors
+def prune_methods() -> None:
+    """List the pruning methods and the paper each follows."""
+    from ..prune import METHODS
+
+    for name in METHODS.names():
+        method = METHODS.get(name)
+        data = " (needs --data)" if method.needs_data else ""
+        console.print(f"{name}: {method.description}{data} [{method.paper}]", highlight=False)

@@ -1,5 +1,9 @@
-"""Pruning methods (one per module): they produce pruned checkpoints to profile."""
+"""Pruning methods (one per module in `methods/`, behind `base.PruningMethod` and the
+`METHODS` registry): they produce pruned checkpoints to profile."""
 
+from . import methods  # noqa: F401 - registers the methods
+from .base import METHODS, PruneConfig, PruneResult, PruningMethod, prune, register_method
 from .magnitude import magnitude_prune_, prune_warnings
 
-__all__ = ["magnitude_prune_", "prune_warnings"]
+__all__ = ["METHODS", "PruneConfig", "PruneResult", "PruningMethod", "magnitude_prune_", "prune",
+           "prune_warnings", "register_method"]  # fmt: skip

@@ -1,0 +1,18 @@
+"""`magnitude`: keep the largest |w|.
+
+Han, Pool, Tran and Dally, "Learning both Weights and Connections for Efficient Neural
+Networks", NeurIPS 2015 (the baseline of the seeds' experiments)."""
+
+from __future__ import annotations
+
+from ..base import PruningMethod, register_method
+
+
+@register_method
+class Magnitude(PruningMethod):
+    name = "magnitude"
+    description = "keep the largest |w| (global or per layer)"
+    paper = "Han et al. 2015, Learning both Weights and Connections for Efficient Neural Networks"
+
+    def scores(self, model, layers, config):
+        return {name: module.weight.detach().abs() for name, module in layers}
