@@ -78,3 +78,21 @@ def test_a_conv_model_and_bad_input_give_one_line_errors():
         prune(_mlp(), "magnitude", 0.5, scope="channel")
     with pytest.raises(SparsebenchError, match="nothing|no dense conv or linear"):
         prune(nn.Sequential(nn.ReLU()), "magnitude", 0.5)
+
+
+def test_the_prune_command_takes_a_method_and_records_it(tmp_path):
+    from sparsebench.checkpoint import CheckpointMeta, save_checkpoint
+
+    dense = tmp_path / "dense.pt"
+    save_checkpoint(dense, create_model("mnist1d_mlp"), CheckpointMeta(arch="mnist1d_mlp"))
+    out = tmp_path / "nm.pt"
+    result = CliRunner().invoke(app, ["prune", str(dense), "-o", str(out), "--method", "nm"])
+    assert result.exit_code == 0, result.output
+    blob = torch.load(out, weights_only=True)
+    pruned = blob["sparsebench"]["extra"]["pruned"]
+    assert pruned["method"] == "nm" and set(pruned["layers"]) == {"fc1", "fc2", "fc3"}
+    assert all(0.45 <= s <= 0.5 for s in pruned["layers"].values())
+    bad = CliRunner().invoke(app, ["prune", str(dense), "-o", str(tmp_path / "x.pt"),
+                                   "--method", "magnitud"])  # fmt: skip
+    assert bad.exit_code == 2 and "Did you mean magnitude" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1 and not (tmp_path / "x.pt").exists()

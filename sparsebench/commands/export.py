@@ -58,7 +58,10 @@ def layer_table(layers: list[dict], title: str) -> Table:
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to convert.")],
     format: Annotated[
-        str, typer.Option("--format", "-f", help="dense, semi24, csr, channels, onnx, tensorrt.")
+        str,
+        typer.Option(
+            "--format", "-f", help="dense, semi24, csr, bitmask, channels, onnx, tensorrt."
+        ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Artifact to write.")],
     enforce: Annotated[bool, typer.Option(help="semi24: magnitude 2:4-prune first.")] = False,

@@ -63,8 +63,15 @@ def train(
 def prune(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to prune.")],
     output: Output,
-    amount: Annotated[float, typer.Option(help="Fraction of conv/linear weights to zero.")] = 0.8,
+    amount: Annotated[
+        float,
+        typer.Option("--amount", "--sparsity", help="Fraction of conv/linear weights to zero."),
+    ] = 0.8,
     scope: Annotated[str, typer.Option(help="global (rank all weights) or layer.")] = "global",
+    method: Annotated[
+        str, typer.Option(help="Pruning method (`sparsebench prune-methods`).")
+    ] = "magnitude",
+    seed: Annotated[int, typer.Option(help="Seed of methods that draw at random.")] = 0,
     arch: Arch = None,
     arch_kwargs: ArchKwargs = None,
     input_shape: InputShape = None,
@@ -75,14 +82,17 @@ def prune(
     trust_checkpoint: Trust = False,
     force: Force = False,
 ) -> None:
-    """Magnitude (L1) unstructured pruning; writes a sparsebench checkpoint."""
+    """Prune with a registered method (magnitude by default); writes a sparsebench checkpoint
+    whose metadata records the method, its options and the sparsity reached per layer."""
     from ..artifact import load
     from ..checkpoint import CheckpointMeta, save_checkpoint
     from ..io import check_writable
     from ..measure.sparsity import measure_sparsity
-    from ..prune import magnitude_prune_
+    from ..prune import METHODS, PruneConfig, magnitude_prune_
 
     check_number("--amount", amount, at_least=0, below=1)
+    pruning = METHODS.get(method)  # unknown names: one line with close matches
+    config = PruneConfig(amount, scope, seed)
     check_writable(output, force)
     check_optional_count("--batch-size", batch_size)  # LoadOptions checks it only on load
     options = load_options(arch, arch_kwargs, input_shape, batch_size, trust_checkpoint, "cpu",
@@ -98,9 +108,14 @@ def prune(
         )
     meta.input_shape = meta.input_shape or list(loaded.input_shape)
     meta.inputs = meta.inputs or loaded.specs.to_json()
-    method = f"{scope}-l1-unstructured"
-    meta.extra = {**meta.extra, "pruned": {"method": method, "amount": amount}}
-    magnitude_prune_(loaded.model, amount, scope=scope)
+    if method == "magnitude":  # torch.nn.utils.prune, with its warnings on emptied layers
+        magnitude_prune_(loaded.model, amount, scope=scope)
+    else:
+        pruning.prune(loaded.model, config)
+    measured = measure_sparsity(loaded.model)
+    layers = {layer.name: layer.sparsity_pct / 100 for layer in measured.layers}
+    meta.extra = {**meta.extra, "pruned": {"method": method, "amount": amount, "scope": scope,
+                                           "seed": seed, "layers": layers}}  # fmt: skip
     save_checkpoint(output, loaded.model, meta, force=force)
-    sparsity = measure_sparsity(loaded.model).sparsity_pct
-    console.print(f"pruned {checkpoint} to {sparsity:.2f}% sparsity; wrote {output}")
+    console.print(f"pruned {checkpoint} with {method} to {measured.sparsity_pct:.2f}% sparsity; "
+                  f"wrote {output}")  # fmt: skip
