@@ -91,6 +91,7 @@ def test_the_prune_command_takes_a_method_and_records_it(tmp_path):
     blob = torch.load(out, weights_only=True)
     pruned = blob["sparsebench"]["extra"]["pruned"]
     assert pruned["method"] == "nm" and set(pruned["layers"]) == {"fc1", "fc2", "fc3"}
+    assert pruned["amount"] == 0.5  # the 2:4 pattern's, not the --sparsity default
     assert all(0.45 <= s <= 0.5 for s in pruned["layers"].values())
     bad = CliRunner().invoke(app, ["prune", str(dense), "-o", str(tmp_path / "x.pt"),
                                    "--method", "magnitud"])  # fmt: skip

@@ -92,6 +92,8 @@ def prune(
 
     check_number("--amount", amount, at_least=0, below=1)
     pruning = METHODS.get(method)  # unknown names: one line with close matches
+    if pruning.fixed_sparsity is not None:  # the pattern decides (2:4 is 50 %)
+        amount = pruning.fixed_sparsity
     config = PruneConfig(amount, scope, seed)
     check_writable(output, force)
     check_optional_count("--batch-size", batch_size)  # LoadOptions checks it only on load

@@ -55,6 +55,7 @@ class PruningMethod:
     description = ""
     paper = ""
     needs_data = False
+    fixed_sparsity: float | None = None  # set by patterns that decide it (N:M), else None
 
     def scores(self, model: nn.Module, layers: list[tuple[str, nn.Module]],
                config: PruneConfig) -> dict[str, torch.Tensor]:  # fmt: skip

@@ -22,6 +22,7 @@ class NM(PruningMethod):
     description = "keep the N largest |w| of every M along the inputs (2:4 by default)"
     paper = "Mishra et al. 2021 (2:4), Zhou et al. 2021 (N:M)"
     n, m = 2, 4
+    fixed_sparsity = 1 - n / m
 
     def scores(self, model, layers, config):
         return {name: module.weight.detach().abs() for name, module in layers}
