@@ -196,7 +196,7 @@ def matmul(
         width = -(-x.shape[0] // SEGMENT) * SEGMENT
         xt = _transposed_padded(x, width)
         out = np.empty((x.shape[0], masks.shape[0]), np.float32)
-        _transpose_into(matmul_t(rowstart, masks, values, xt, True, avx512), out)
+        _transpose_into(spmm_t(rowstart, masks, values, xt, avx512), out)  # x is checked
         return out
     rows, segments = masks.shape
     width = segments * SEGMENT

@@ -87,8 +87,7 @@ def prune(
     from ..artifact import load
     from ..checkpoint import CheckpointMeta, save_checkpoint
     from ..io import check_writable
-    from ..measure.sparsity import measure_sparsity
-    from ..prune import METHODS, PruneConfig, magnitude_prune_
+    from ..prune import METHODS, PruneConfig
 
     check_number("--amount", amount, at_least=0, below=1)
     pruning = METHODS.get(method)  # unknown names: one line with close matches
@@ -110,14 +109,9 @@ def prune(
         )
     meta.input_shape = meta.input_shape or list(loaded.input_shape)
     meta.inputs = meta.inputs or loaded.specs.to_json()
-    if method == "magnitude":  # torch.nn.utils.prune, with its warnings on emptied layers
-        magnitude_prune_(loaded.model, amount, scope=scope)
-    else:
-        pruning.prune(loaded.model, config)
-    measured = measure_sparsity(loaded.model)
-    layers = {layer.name: layer.sparsity_pct / 100 for layer in measured.layers}
+    result = pruning.prune(loaded.model, config)
     meta.extra = {**meta.extra, "pruned": {"method": method, "amount": amount, "scope": scope,
-                                           "seed": seed, "layers": layers}}  # fmt: skip
+                                           "seed": seed, "layers": result.layers}}  # fmt: skip
     save_checkpoint(output, loaded.model, meta, force=force)
-    console.print(f"pruned {checkpoint} with {method} to {measured.sparsity_pct:.2f}% sparsity; "
+    console.print(f"pruned {checkpoint} with {method} to {100 * result.sparsity:.2f}% sparsity; "
                   f"wrote {output}")  # fmt: skip

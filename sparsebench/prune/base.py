@@ -105,22 +105,34 @@ def top_scores(scores: dict[str, torch.Tensor], sparsity: float,
 
 def prune_once(method: PruningMethod, model: nn.Module, config: PruneConfig) -> PruneResult:
     """The one-shot schedule: score, mask, zero the pruned weights in place."""
+    layers = dense_layers(model)
+    with torch.no_grad():
+        scores = method.scores(model, layers, config)
+        masks = method.masks(scores, config)
+        for name, module in layers:
+            module.weight.mul_(masks[name].to(module.weight.dtype))
+    return reached(method, layers, config)
+
+
+def dense_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The conv/linear layers a method can prune (strided weights), or a one-line error."""
     layers = [(name, module) for name, module in prunable_layers(model)
               if module.weight.layout == torch.strided]  # fmt: skip
     if not layers:
         raise SparsebenchError("the model has no dense conv or linear layers to prune")
-    with torch.no_grad():
-        scores = method.scores(model, layers, config)
-        masks = method.masks(scores, config)
-        result = PruneResult(method.name, {"sparsity": config.sparsity, "scope": config.scope,
-                                           "seed": config.seed})  # fmt: skip
-        zeros = total = 0
-        for name, module in layers:
-            module.weight.mul_(masks[name].to(module.weight.dtype))
-            pruned = int(module.weight.numel() - torch.count_nonzero(module.weight))
-            result.layers[name] = pruned / max(module.weight.numel(), 1)
-            zeros, total = zeros + pruned, total + module.weight.numel()
-        result.sparsity = zeros / max(total, 1)
+    return layers
+
+
+def reached(method: PruningMethod, layers, config: PruneConfig) -> PruneResult:
+    """The PruneResult of `layers` as they are now: the sparsity each one reached."""
+    result = PruneResult(method.name, {"sparsity": config.sparsity, "scope": config.scope,
+                                       "seed": config.seed})  # fmt: skip
+    zeros = total = 0
+    for name, module in layers:
+        pruned = int(module.weight.numel() - torch.count_nonzero(module.weight))
+        result.layers[name] = pruned / max(module.weight.numel(), 1)
+        zeros, total = zeros + pruned, total + module.weight.numel()
+    result.sparsity = zeros / max(total, 1)
     return result
 
 

@@ -5,7 +5,8 @@ Networks", NeurIPS 2015 (the baseline of the seeds' experiments)."""
 
 from __future__ import annotations
 
-from ..base import PruningMethod, register_method
+from ..base import PruningMethod, dense_layers, reached, register_method
+from ..magnitude import magnitude_prune_
 
 
 @register_method
@@ -16,3 +17,10 @@ class Magnitude(PruningMethod):
 
     def scores(self, model, layers, config):
         return {name: module.weight.detach().abs() for name, module in layers}
+
+    def prune(self, model, config):
+        """Through torch.nn.utils.prune (`magnitude_prune_`), which also names the layers a
+        global ranking emptied."""
+        layers = dense_layers(model)
+        magnitude_prune_(model, config.sparsity, scope=config.scope)
+        return reached(self, layers, config)
