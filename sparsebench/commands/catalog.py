@@ -60,10 +60,15 @@ def runtimes() -> None:
 @app.command("prune-methods")
 @friendly_errors
 def prune_methods() -> None:
-    """List the pruning methods and the paper each follows."""
+    """List the pruning methods, the paper each follows and their -O options."""
     from ..prune import METHODS
 
     for name in METHODS.names():
         method = METHODS.get(name)
         data = " (needs --data)" if method.needs_data else ""
-        console.print(f"{name}: {method.description}{data} [{method.paper}]", highlight=False)
+        unit = "; sparsity counts channels" if method.granularity == "channels" else ""
+        console.print(f"{name}: {method.description}{data}{unit} [{method.paper}]",
+                      highlight=False, markup=False)  # fmt: skip
+        if method.defaults:
+            options = ", ".join(f"{k}={v}" for k, v in method.defaults.items())
+            console.print(f"    options (-O KEY=VALUE): {options}", highlight=False, markup=False)

@@ -1,15 +1,21 @@
-"""Pruning methods behind one small base class and a registry (issue 13, first part).
+"""Pruning methods behind one small base class and a registry.
 
 A method is a *score* (how important each weight is) plus a *schedule* (when the scores are
-taken and the masks applied). The one-shot methods here share one schedule, `prune_once`:
-score every prunable layer, keep the highest scores to the requested sparsity (over all
-layers together with scope "global", or layer by layer with "layer"), and zero the rest.
-Methods that train, rewind or regrow will add their own schedules on top of the same masks.
+taken and the masks applied). The one-shot schedule, `prune_once`, is shared: score every
+prunable layer, keep the highest scores to the requested sparsity (over all layers together
+with scope "global", or layer by layer with "layer"), zero the rest, and, given data and
+epochs, fine-tune under the fixed masks. Methods that train, rewind or regrow override
+`prune` with their own schedule on top of the same masks (`training.py`).
+Method options (`PruneConfig.options`, `-O KEY=VALUE` on the command line) are declared with
+their defaults in `PruningMethod.defaults`; `option` reads them checked and typed.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,6 +34,7 @@ class PruneConfig:
     sparsity: float
     scope: str = "layer"
     seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if isinstance(self.sparsity, bool) or not isinstance(self.sparsity, (int, float)):
@@ -46,6 +53,8 @@ class PruneResult:
     options: dict
     layers: dict[str, float] = field(default_factory=dict)  # layer -> achieved sparsity
     sparsity: float = 0.0  # over all prunable weights
+    extra: dict[str, Any] = field(default_factory=dict)  # what a schedule recorded (rounds...)
+    tables: list[str] = field(default_factory=list)  # text tables to show (sensitivity scan)
 
 
 class PruningMethod:
@@ -54,12 +63,34 @@ class PruningMethod:
     name = ""
     description = ""
     paper = ""
-    needs_data = False
+    needs_data = False  # True: `prune` needs a PruneData (it trains or scores on data)
     fixed_sparsity: float | None = None  # set by patterns that decide it (N:M), else None
+    granularity = "weights"  # or "channels": sparsity counts channels of each group
+    needs_example = False  # True: `prune` takes `example=`, an input batch (graph tracing)
+    defaults: dict[str, Any] = {}  # the method's options and their defaults
+
+    def option(self, config: PruneConfig, key: str):
+        """Option `key` from `config.options` (or its default), converted to the default's type."""
+        default = self.defaults[key]
+        value = config.options.get(key, default)
+        return convert_option(self.name, key, value, default)
+
+    def check_options(self, config: PruneConfig) -> None:
+        """Refuse options the method does not take (with close names) or cannot convert."""
+        for key in config.options:
+            if key not in self.defaults:
+                close = difflib.get_close_matches(key, self.defaults, n=2)
+                hint = f"; did you mean {' or '.join(close)}?" if close else ""
+                takes = ", ".join(self.defaults) or "none"
+                raise SparsebenchError(
+                    f"method '{self.name}' has no option '{key}'{hint} (it takes: {takes})"
+                )
+            self.option(config, key)
 
     def scores(self, model: nn.Module, layers: list[tuple[str, nn.Module]],
-               config: PruneConfig) -> dict[str, torch.Tensor]:  # fmt: skip
-        """Importance of every weight of every layer (same shapes as the weights)."""
+               config: PruneConfig, data=None) -> dict[str, torch.Tensor]:  # fmt: skip
+        """Importance of every weight of every layer (same shapes as the weights); `data` is
+        the PruneData of methods that score on data."""
         raise NotImplementedError
 
     def masks(
@@ -69,8 +100,8 @@ class PruningMethod:
         granularity is not single weights (N:M groups, channels)."""
         return top_scores(scores, config.sparsity, config.scope)
 
-    def prune(self, model: nn.Module, config: PruneConfig) -> PruneResult:
-        return prune_once(self, model, config)
+    def prune(self, model: nn.Module, config: PruneConfig, data=None) -> PruneResult:
+        return prune_once(self, model, config, data)
 
 
 METHODS: Registry[PruningMethod] = Registry("pruning method", "sparsebench prune-methods")
@@ -86,32 +117,77 @@ def top_scores(scores: dict[str, torch.Tensor], sparsity: float,
     """Masks keeping exactly round((1 - sparsity) * n) weights of the highest score, counted
     over all layers ("global") or in each layer ("layer"); ties go to the lower index."""
 
-    def keep_top(flat: torch.Tensor, keep: int) -> torch.Tensor:
-        mask = torch.zeros(flat.numel(), dtype=torch.bool)
-        if keep:
-            mask[torch.topk(flat, keep, sorted=False).indices] = True
-        return mask
-
     if scope == "layer":
-        return {name: keep_top(s.flatten().float(), round((1 - sparsity) * s.numel())).view(s.shape)
-                for name, s in scores.items()}  # fmt: skip
+        return top_counts(scores, {n: round((1 - sparsity) * s.numel()) for n, s in scores.items()})
     flat = torch.cat([s.flatten().float() for s in scores.values()])
-    mask, masks, start = keep_top(flat, round((1 - sparsity) * flat.numel())), {}, 0
+    mask = top_counts({"all": flat}, {"all": round((1 - sparsity) * flat.numel())})["all"]
+    masks, start = {}, 0
     for name, s in scores.items():
         masks[name] = mask[start : start + s.numel()].view(s.shape)
         start += s.numel()
     return masks
 
 
-def prune_once(method: PruningMethod, model: nn.Module, config: PruneConfig) -> PruneResult:
-    """The one-shot schedule: score, mask, zero the pruned weights in place."""
+def top_counts(scores: dict[str, torch.Tensor], keep: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Masks keeping the `keep[name]` highest scores of each layer."""
+    masks = {}
+    for name, score in scores.items():
+        mask = torch.zeros(score.numel(), dtype=torch.bool)
+        if keep[name]:
+            mask[torch.topk(score.flatten().float(), keep[name], sorted=False).indices] = True
+        masks[name] = mask.view(score.shape)
+    return masks
+
+
+def loss_gradients(model: nn.Module, layers, x: torch.Tensor, y: torch.Tensor,
+                   batch_size: int = 128) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Gradients of the mean cross-entropy over (x, y) for each layer's weight."""
+    import torch.nn.functional as F
+
+    grads = {name: torch.zeros_like(module.weight) for name, module in layers}
+    model.zero_grad(set_to_none=True)
+    with torch.enable_grad():
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            loss = F.cross_entropy(model(xb), yb, reduction="sum") / len(x)
+            for (name, _), grad in zip(layers, torch.autograd.grad(
+                    loss, [m.weight for _, m in layers]), strict=True):  # fmt: skip
+                grads[name] += grad
+    return grads
+
+
+def prune_once(method: PruningMethod, model: nn.Module, config: PruneConfig,
+               data=None) -> PruneResult:  # fmt: skip
+    """The one-shot schedule: score, mask, zero the pruned weights in place, then fine-tune
+    `data.epochs` epochs under the masks when data is given."""
     layers = dense_layers(model)
     with torch.no_grad():
-        scores = method.scores(model, layers, config)
+        scores = method.scores(model, layers, config, data)
         masks = method.masks(scores, config)
+        apply_masks_(layers, masks)
+    return finetune(method, model, layers, config, data)
+
+
+def apply_masks_(layers, masks: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
         for name, module in layers:
             module.weight.mul_(masks[name].to(module.weight.dtype))
-    return reached(method, layers, config)
+
+
+def finetune(method: PruningMethod, model: nn.Module, layers, config: PruneConfig,
+             data=None) -> PruneResult:  # fmt: skip
+    """`data.epochs` epochs of training under the current zero pattern (none without data), then
+    the PruneResult; the fine-tuning's loss and time go in `extra["finetune"]`."""
+    extra = {}
+    if data is not None and data.epochs:
+        from .training import masked, train
+
+        masks = {name: module.weight.detach() != 0 for name, module in layers}
+        with masked(layers, masks):
+            extra["finetune"] = train(model, data, data.epochs, config.seed, "fine-tune")
+    result = reached(method, layers, config)
+    result.extra.update(extra)
+    return result
 
 
 def dense_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -136,7 +212,67 @@ def reached(method: PruningMethod, layers, config: PruneConfig) -> PruneResult:
     return result
 
 
+def run_method(method: PruningMethod, model: nn.Module, config: PruneConfig, data=None,
+               example=None) -> PruneResult:  # fmt: skip
+    """Check the options and the data a method needs, then run it on `model` in place.
+    `example` (an input batch) is for the methods that trace the model (`needs_example`); without
+    it they take one from `data`."""
+    method.check_options(config)
+    if method.needs_data and data is None:
+        raise SparsebenchError(
+            f"method '{method.name}' trains or scores on data: pass --data (a dataset such as "
+            "mnist1d, or NAME:PATH)"
+        )
+    model.eval()
+    if method.needs_example:
+        if example is None and data is not None:
+            example = data.sample(1, config.seed)[0]
+        if example is None:
+            raise SparsebenchError(f"method '{method.name}' needs an example input or --data")
+        result = method.prune(model, config, data, example=example)
+    else:
+        result = method.prune(model, config, data)
+    result.options.update({key: method.option(config, key) for key in method.defaults})
+    return result
+
+
 def prune(model: nn.Module, method: str, sparsity: float, scope: str = "layer", seed: int = 0,
-          ) -> PruneResult:  # fmt: skip
-    """Prune `model` in place with the registered `method` (see `sparsebench prune-methods`)."""
-    return METHODS.get(method).prune(model, PruneConfig(sparsity, scope, seed))
+          data=None, example=None, **options) -> PruneResult:  # fmt: skip
+    """Prune `model` in place with the registered `method` (see `sparsebench prune-methods`).
+
+    `data` (a `PruneData`) feeds the methods that train or score on data, `example` (an input
+    batch) the ones that trace the model; keyword `options` are the method's own
+    (`sparsebench prune-methods` lists them).
+    """
+    config = PruneConfig(sparsity, scope, seed, options)
+    return run_method(METHODS.get(method), model, config, data, example)
+
+
+def convert_option(method: str, key: str, value, default):
+    """`value` as the type of `default` (strings from the command line are parsed)."""
+    kind = type(default)
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return value.lower() in ("true", "1", "yes")
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
+        return str(value)
+    except (TypeError, ValueError):
+        raise SparsebenchError(
+            f"option '{key}' of method '{method}' must be a {kind.__name__}, got {value!r}"
+        ) from None

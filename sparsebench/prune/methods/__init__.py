@@ -1,3 +1,17 @@
 """One pruning method per module; importing this package registers them all."""
 
-from . import magnitude, nm, random  # noqa: F401
+from . import (  # noqa: F401
+    channel,
+    gradient,
+    grasp,
+    gumbel,
+    lottery,
+    magnitude,
+    movement,
+    nm,
+    random,
+    rigl,
+    sensitivity,
+    snip,
+    synflow,
+)

@@ -24,7 +24,7 @@ class NM(PruningMethod):
     n, m = 2, 4
     fixed_sparsity = 1 - n / m
 
-    def scores(self, model, layers, config):
+    def scores(self, model, layers, config, data=None):
         return {name: module.weight.detach().abs() for name, module in layers}
 
     def masks(self, scores, config):

@@ -15,7 +15,7 @@ class Random(PruningMethod):
     description = "keep weights chosen uniformly at random (seeded control)"
     paper = "the random baseline of Frankle and Carbin 2019 and Liu et al. 2019"
 
-    def scores(self, model, layers, config):
+    def scores(self, model, layers, config, data=None):
         generator = torch.Generator().manual_seed(config.seed)
         return {name: torch.rand(module.weight.shape, generator=generator)
                 for name, module in layers}  # fmt: skip

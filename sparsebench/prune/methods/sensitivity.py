@@ -1,0 +1,112 @@
+"""`sensitivity`: per-layer sparsities from a sensitivity scan (the assignment's Task 1a).
+
+Han, Pool, Tran and Dally, "Learning both Weights and Connections for Efficient Neural
+Networks", NeurIPS 2015 (Section 4, sensitivity analysis); the course assignment of seed 001.
+Each layer alone is magnitude-pruned at every ratio of `ratios` and the drop of held-out top-1
+(the data's test split) is measured, the other layers dense. With the drop curves linearly
+interpolated, every layer takes the largest ratio whose drop stays within a common budget t,
+and t is bisected until the layers together reach the requested sparsity; the largest layer
+then absorbs the rounding so the total is exact. The sensitivity table goes in the result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ...errors import SparsebenchError
+from ..base import PruningMethod, apply_masks_, dense_layers, finetune, register_method, top_counts
+
+GRID = np.linspace(0.0, 0.99, 991)  # candidate per-layer ratios, 0.001 apart
+
+
+def parse_ratios(text: str) -> list[float]:
+    try:
+        ratios = sorted({float(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise SparsebenchError(f"option 'ratios' must be numbers separated by commas: {text!r}")
+    if not ratios or not all(0 < r < 1 for r in ratios):
+        raise SparsebenchError(f"option 'ratios' must be ratios in (0, 1): {text!r}")
+    return ratios
+
+
+def choose_ratios(drops: dict[str, list[float]], ratios: list[float], sizes: dict[str, int],
+                  target: float) -> dict[str, int]:  # fmt: skip
+    """Keep counts per layer reaching `target` sparsity with the smallest common drop budget."""
+    xs = [0.0, *ratios]
+    curves = {name: np.interp(GRID, xs, [0.0, *d]) for name, d in drops.items()}
+    cap = {name: GRID[GRID <= max(ratios) + 1e-9] for name in drops}
+    total = sum(sizes.values())
+
+    def pick(budget: float) -> dict[str, float]:
+        chosen = {}
+        for name, curve in curves.items():
+            ok = np.nonzero(curve[: len(cap[name])] <= budget)[0]
+            chosen[name] = float(GRID[ok[-1]]) if len(ok) else 0.0
+        return chosen
+
+    def reached(chosen) -> float:
+        return sum(chosen[n] * sizes[n] for n in sizes) / total
+
+    low, high = min(0.0, *(min(c) for c in curves.values())) - 1e-6, 101.0
+    if reached(pick(high)) < target:
+        high = None  # even the largest scanned ratios fall short: extrapolate below
+    for _ in range(60 if high is not None else 0):
+        middle = (low + high) / 2
+        low, high = (middle, high) if reached(pick(middle)) < target else (low, middle)
+    chosen = pick(high) if high is not None else pick(1e9)
+    keep = {n: round((1 - chosen[n]) * sizes[n]) for n in sizes}
+    largest = max(sizes, key=sizes.get)
+    want = round((1 - target) * total)
+    keep[largest] = int(min(max(keep[largest] + want - sum(keep.values()), 0), sizes[largest]))
+    return keep
+
+
+@register_method
+class Sensitivity(PruningMethod):
+    name = "sensitivity"
+    description = "per-layer ratios from a scan of each layer's held-out accuracy drop"
+    paper = "Han et al. 2015, Section 4 (sensitivity analysis); the seed 001 assignment, Task 1a"
+    needs_data = True
+    defaults = {"ratios": "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95,0.99"}
+
+    def prune(self, model, config, data=None):
+        if data.test is None:
+            raise SparsebenchError("sensitivity scores held-out accuracy: the data has no test split")
+        ratios = parse_ratios(self.option(config, "ratios"))
+        layers = dense_layers(model)
+        base = data.accuracy(model)
+        drops, table = {}, {}
+        for name, module in layers:
+            original = module.weight.detach().clone()
+            accuracies = []
+            for ratio in ratios:
+                keep = {name: round((1 - ratio) * original.numel())}
+                mask = top_counts({name: original.abs()}, keep)[name]
+                with torch.no_grad():
+                    module.weight.copy_(original * mask)
+                accuracies.append(data.accuracy(model))
+            with torch.no_grad():
+                module.weight.copy_(original)
+            table[name] = accuracies
+            drops[name] = [base - a for a in accuracies]
+        sizes = {name: m.weight.numel() for name, m in layers}
+        keep = choose_ratios(drops, ratios, sizes, config.sparsity)
+        apply_masks_(layers, top_counts({n: m.weight.detach().abs() for n, m in layers}, keep))
+        result = finetune(self, model, layers, config, data)
+        result.extra["sensitivity"] = {"baseline_top1": base, "ratios": ratios, "top1": table,
+                                       "chosen": {n: 1 - keep[n] / sizes[n] for n in sizes}}  # fmt: skip
+        result.tables.append(sensitivity_table(base, ratios, table, result.extra["sensitivity"]["chosen"]))
+        return result
+
+
+def sensitivity_table(base: float, ratios, table: dict, chosen: dict) -> str:
+    """Held-out top-1 (%) of each layer pruned alone at each ratio, and the chosen ratio."""
+    head = ["layer", *(f"{r:g}" for r in ratios), "chosen"]
+    rows = [[name, *(f"{a:.1f}" for a in accs), f"{chosen[name]:.3f}"]
+            for name, accs in table.items()]  # fmt: skip
+    widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(len(head))]
+    lines = [f"sensitivity scan: held-out top-1 (%) with one layer pruned (dense {base:.2f}%)"]
+    for row in [head, *rows]:
+        lines.append("  ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)))
+    return "\n".join(lines)
