@@ -104,7 +104,8 @@ def soft_prune_(
     if criterion == "taylor":
         _accumulate_gradients(model, *batch)
     zeroed: dict[str, int | str] = {}
-    try:
+    chosen = []
+    try:  # every group is scored on the unpruned model, so the order of the roots does not matter
         for root in roots:
             module = model.get_submodule(root)
             pruning_fn = dg.get_pruner_of_module(module).prune_out_channels
@@ -114,10 +115,11 @@ def soft_prune_(
                 zeroed[root] = f"the {criterion} criterion does not score this group"
                 continue
             count = min(int(ratio * channels), channels - 1)
-            idxs = torch.argsort(scores, stable=True)[:count].tolist()
-            if idxs:
-                _zero_group_(dg, dg.get_pruning_group(module, pruning_fn, idxs))
-            zeroed[root] = len(idxs)
+            chosen.append((root, module, pruning_fn, torch.argsort(scores, stable=True)[:count]))
     finally:
         model.zero_grad(set_to_none=True)
+    for root, module, pruning_fn, idxs in chosen:
+        if len(idxs):
+            _zero_group_(dg, dg.get_pruning_group(module, pruning_fn, idxs.tolist()))
+        zeroed[root] = len(idxs)
     return zeroed

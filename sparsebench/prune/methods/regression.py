@@ -186,22 +186,35 @@ class Sampler:
 
         def record(_module, args):
             x = args[0]
-            patches = F.unfold(x, conv.kernel_size, conv.dilation, _padding(conv), conv.stride)
-            out_hw = _out_size(conv, x.shape[-2:])
-            parts.append(_gather(patches, self._where(order, out_hw, *self.span)))
+            out_hw = _out_hw(conv, x.shape[-2:])
+            where = self._where(order, out_hw[0] * out_hw[1], *self.span)
+            parts.append(patches_at(conv, x, where, out_hw[1]))
             raise _Stop
 
         self._run(model, [conv.register_forward_pre_hook(record)])
         return torch.cat(parts)
 
 
-def _out_size(conv: nn.Conv2d, hw) -> int:
-    """Number of output positions of `conv` on an input of spatial size `hw`."""
-    size = 1
-    for n, k, s, p, d in zip(hw, conv.kernel_size, conv.stride, _padding(conv), conv.dilation,
-                             strict=True):  # fmt: skip
-        size *= (n + 2 * p - d * (k - 1) - 1) // s + 1
-    return size
+def _out_hw(conv: nn.Conv2d, hw) -> tuple[int, int]:
+    """Output height and width of `conv` on an input of spatial size `hw`."""
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
+                 for n, k, s, p, d in zip(hw, conv.kernel_size, conv.stride, _padding(conv),
+                                          conv.dilation, strict=True))  # fmt: skip
+
+
+def patches_at(conv: nn.Conv2d, x: torch.Tensor, where: torch.Tensor, width: int) -> torch.Tensor:
+    """The input patches `conv` sees at flat output positions `where` (batch, p), as
+    (batch * p, in channels * kh * kw) in float64, ordered as `F.unfold` orders them."""
+    (pad_h, pad_w), (s_h, s_w), (d_h, d_w) = _padding(conv), conv.stride, conv.dilation
+    x = F.pad(x, (pad_w, pad_w, pad_h, pad_h))
+    where = where.to(x.device)
+    rows = (where // width * s_h)[..., None, None]
+    cols = (where % width * s_w)[..., None, None]
+    ky = torch.arange(conv.kernel_size[0], device=x.device)[:, None] * d_h
+    kx = torch.arange(conv.kernel_size[1], device=x.device)[None, :] * d_w
+    batch = torch.arange(x.shape[0], device=x.device)[:, None, None, None]
+    patches = x.permute(0, 2, 3, 1)[batch, rows + ky, cols + kx]  # batch, p, kh, kw, channels
+    return patches.permute(0, 1, 4, 2, 3).reshape(-1, x.shape[1] * ky.numel() * kx.numel()).double()
 
 
 @dataclass

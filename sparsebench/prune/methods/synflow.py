@@ -48,17 +48,21 @@ class SynFlow(PruningMethod):
             with torch.no_grad():
                 for name, module in probe_layers:
                     module.weight.copy_(originals[name] * masks[name])
-            weights = [m.weight for _, m in probe_layers]
-            with torch.enable_grad():
-                for w in weights:
-                    w.requires_grad_(True)
-                grads = torch.autograd.grad(probe(ones).sum(), weights)
-            scores = {name: (g * m.weight).detach().abs() for (name, m), g
-                      in zip(probe_layers, grads, strict=True)}  # fmt: skip
+            scores = synflow_scores(probe, probe_layers, ones)
             sparsity = 1 - (1 - config.sparsity) ** (k / iterations)
             masks = top_scores(scores, sparsity, config.scope)
         apply_masks_(layers, masks)
         return finetune(self, model, layers, config, data)
+
+
+def synflow_scores(probe, layers, ones: torch.Tensor) -> dict[str, torch.Tensor]:
+    """|dR/dw * w| with R = sum(probe(ones)), for each of `layers` of the |w| copy `probe`."""
+    weights = [m.weight for _, m in layers]
+    with torch.enable_grad():
+        for w in weights:
+            w.requires_grad_(True)
+        grads = torch.autograd.grad(probe(ones).sum(), weights)
+    return {name: (g * m.weight).detach().abs() for (name, m), g in zip(layers, grads, strict=True)}
 
 
 def _float_input(example) -> torch.Tensor:
