@@ -434,3 +434,33 @@ def test_json_output_that_is_not_a_regular_file_is_refused_before_timing(tmp_pat
     result = _check(profile, "--json", str(tmp_path))
     assert result.exit_code == 2 and "is a directory" in result.output
     assert timer.passes == 0  # refused before anything was timed
+
+
+def test_profile_models_can_name_a_pruning_method(tmp_path):
+    from sparsebench.check.models import build_entry
+
+    nm = 'name = "mlp24"\nzoo = "mnist1d_mlp"\nprune_method = "nm"'
+    lottery = ('name = "ticket"\nzoo = "mnist1d_mlp"\nprune = 0.36\nprune_method = "lottery"\n'
+               'prune_epochs = 1\nprune_options = {rate = 0.2}')  # fmt: skip
+    config = load_profile(_profile(tmp_path, f"{nm}\n[[models]]\n{lottery}", 'data = "mnist1d"\n'))
+    built = {m.name: build_entry(m, config).model for m in config.models}
+    rows = built["mlp24"].fc1.weight.reshape(-1, 4)
+    assert bool(((rows != 0).sum(1) <= 2).all())  # 2:4 everywhere
+    weights = [built["ticket"].get_submodule(n).weight for n in ("fc1", "fc2", "fc3")]
+    zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    assert abs(zeros - 0.36) < 0.005
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "message"),
+    [
+        ('prune = 0.5\nprune_method = "lotery"', "", "unknown pruning method 'lotery'"),
+        ('prune = 0.5\nprune_method = "snip"', "", "needs data|has no data"),
+        ('prune = 0.5\nprune_options = {rat = 1}', "", "no option 'rat'"),
+        ('prune = 0.5\nprune_scope = "net"', "", "unknown scope 'net'"),
+    ],
+)
+def test_bad_pruning_method_in_a_profile_is_one_line(tmp_path, model, extra, message):
+    path = _profile(tmp_path, f'name = "m"\nzoo = "mnist1d_mlp"\n{model}', extra)
+    with pytest.raises(SparsebenchError, match=message):
+        load_profile(path)

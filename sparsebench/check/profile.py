@@ -52,6 +52,10 @@ class ModelEntry:
     seed: int = 0
     prune: float = 0.0
     train_epochs: int = 0
+    prune_method: str = "magnitude"  # any of `sparsebench prune-methods`
+    prune_scope: str = "layer"
+    prune_epochs: int = 0  # what the method trains (fine-tuning, IMP rounds...) on `data`
+    prune_options: tuple[tuple[str, Any], ...] = ()  # the method's own options
 
     def __post_init__(self):
         sources = [s for s in (self.zoo, self.factory, self.path) if s is not None]
@@ -65,7 +69,40 @@ class ModelEntry:
             raise SparsebenchError(f"model '{self.name}': input_shape needs positive dimensions")
         if self.factory is not None and self.input_shape is None:
             raise SparsebenchError(f"model '{self.name}': a factory needs input_shape")
+        check_count(f"model '{self.name}': prune_epochs", self.prune_epochs, 0)
+        self.pruning_config()  # an unknown method, scope or option fails at load
         _resolve_source(self)
+
+    @property
+    def pruning(self):
+        """The registered pruning method `prune_method` names."""
+        from ..prune import METHODS
+
+        try:
+            return METHODS.get(self.prune_method)
+        except SparsebenchError as exc:
+            raise SparsebenchError(f"model '{self.name}': {exc}") from None
+
+    @property
+    def prunes(self) -> bool:
+        return bool(self.prune) or self.pruning.fixed_sparsity is not None
+
+    @property
+    def prune_needs_data(self) -> bool:
+        return self.prunes and (self.pruning.needs_data or self.prune_epochs > 0)
+
+    def pruning_config(self):
+        """The PruneConfig of `prune`, `prune_scope` and `prune_options`, checked."""
+        from ..prune import PruneConfig
+
+        method = self.pruning
+        sparsity = method.fixed_sparsity if method.fixed_sparsity is not None else self.prune
+        try:
+            config = PruneConfig(sparsity, self.prune_scope, self.seed, dict(self.prune_options))
+            method.check_options(config)
+        except SparsebenchError as exc:
+            raise SparsebenchError(f"model '{self.name}': {exc}") from None
+        return config
 
 
 @dataclass(frozen=True)
@@ -145,10 +182,12 @@ class CheckProfile:
             )
         if self.reference_matmul < 8:
             raise SparsebenchError(f"{where}: reference_matmul must be >= 8")
-        untrainable = [m.name for m in self.models if m.train_epochs and self.data is None]
+        untrainable = [m.name for m in self.models
+                       if (m.train_epochs or m.prune_needs_data) and self.data is None]  # fmt: skip
         if untrainable:
             raise SparsebenchError(
-                f"{where}: model '{untrainable[0]}' sets train_epochs but the profile has no data"
+                f"{where}: model '{untrainable[0]}' trains (train_epochs, prune_epochs or a "
+                "pruning method that needs data) but the profile has no data"
             )
         try:
             check_device(self.device)
@@ -172,7 +211,9 @@ SCHEMA: dict[str, dict[str, str]] = {
     "[timing]": {"rounds": "int", "block_seconds": "number", "block_iters": "int",
                  "warmup": "int", "max_seconds": "number"},
     "models": {"name": "str", "zoo": "str", "factory": "str", "path": "str",
-               "input_shape": "sizes", "seed": "int", "prune": "number", "train_epochs": "int"},
+               "input_shape": "sizes", "seed": "int", "prune": "number", "train_epochs": "int",
+               "prune_method": "str", "prune_scope": "str", "prune_epochs": "int",
+               "prune_options": "table"},
 }  # fmt: skip
 
 _RENAMED = {"alpha": "confidence"}  # keys of older profiles, and what replaced them
@@ -242,6 +283,8 @@ def _model(table: Any, base: Path, index: int) -> ModelEntry:
         table["factory"] = str(base / table["factory"])
     if "input_shape" in table:
         table["input_shape"] = tuple(table["input_shape"])
+    if "prune_options" in table:
+        table["prune_options"] = tuple(sorted(table["prune_options"].items()))
     return _build(ModelEntry, table, where)
 
 
