@@ -10,6 +10,7 @@ from . import (  # noqa: F401
     movement,
     nm,
     random,
+    regression,
     rigl,
     sensitivity,
     snip,

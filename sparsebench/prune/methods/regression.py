@@ -19,7 +19,6 @@ producer feeding several layers, a conv into a Linear) is left dense, with the r
 
 from __future__ import annotations
 
-import copy
 import warnings
 from dataclasses import dataclass
 
@@ -39,8 +38,11 @@ from ...formats._channel_scoring import _zero_group_
 from ..base import PruningMethod, dense_layers, finetune, register_method
 
 CHUNK = 64  # inputs per forward pass while sampling
-RIDGE = 1e-6  # least-squares ridge, relative to the mean diagonal of the Gram matrix
-_PASS_THROUGH = {OPTYPE.BN, OPTYPE.ELEMENTWISE}  # what may sit between producer and consumer
+RIDGES = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # least-squares ridges tried, relative to the
+# mean diagonal of the Gram matrix; the one reconstructing held-out images best is kept
+HOLDOUT = 5  # every HOLDOUT-th sampled image validates the ridge
+# what may sit between a producer and its consumer (`unsafe_reason` checks the ops act per channel)
+_PASS_THROUGH = {OPTYPE.BN, OPTYPE.PRELU, OPTYPE.ELEMENTWISE}
 
 
 @dataclass
@@ -91,23 +93,32 @@ def pair_of(dg, group, root: str, unsafe: str, names, trace) -> tuple[str, str]:
         return "", reason
     outs = [i.dep.target.module for i in group if _is_out(dg, i)]
     ins = [i for i in group if not _is_out(dg, i) and isinstance(i.dep.target.module, ROOT_TYPES)]
-    others = [i.dep.target for i in group if i.dep.target.type not in _PASS_THROUGH
-              and not isinstance(i.dep.target.module, ROOT_TYPES)]  # fmt: skip
     if any(isinstance(m, ROOT_TYPES) and m is not producer for m in outs):
         return "", "its channels are shared with other layers' outputs (residual add or concat)"
     if len(ins) != 1:
         return "", f"its channels feed {len(ins)} layers, not one"
-    consumer, item = ins[0].dep.target.module, ins[0]
-    name = names[consumer]
-    reason = _conv_reason(consumer, "consumer", name)
-    if not reason and others:
-        reason = f"its channels pass through {others[0].type.name.lower()} on the way to {name}"
-    if not reason and (consumer.in_channels != producer.out_channels
-                       or list(item.idxs) != list(item.root_idxs)):  # fmt: skip
-        reason = f"consumer {name} does not take the producer's channels one to one"
-    if not reason and (trace.calls[producer] != 1 or trace.calls[consumer] != 1):
+    name = names[ins[0].dep.target.module]
+    reason = _conv_reason(ins[0].dep.target.module, "consumer", name) or _chain_reason(
+        group, producer, ins[0], name
+    )
+    if not reason and (trace.calls[producer] != 1 or trace.calls[ins[0].dep.target.module] != 1):
         reason = "the producer or the consumer runs more than once per forward pass"
     return ("", reason) if reason else (name, "")
+
+
+def _chain_reason(group, producer: nn.Module, consumer_item, name: str) -> str:
+    """Why the channels do not go from producer to consumer one to one through channel-wise
+    ops only (BatchNorm, activations, pooling); "" when they do."""
+    consumer = consumer_item.dep.target.module
+    for item in group:
+        node = item.dep.target
+        if node.type not in _PASS_THROUGH and not isinstance(node.module, ROOT_TYPES):
+            return f"its channels pass through {node.type.name.lower()} on the way to {name}"
+    if getattr(consumer, "in_channels", None) != producer.out_channels or list(
+        consumer_item.idxs
+    ) != list(consumer_item.root_idxs):
+        return f"consumer {name} does not take the producer's channels one to one"
+    return ""
 
 
 def find_pairs(model: nn.Module, example: torch.Tensor):
@@ -271,14 +282,37 @@ def _columns(kept: list[int], kk: int) -> torch.Tensor:
     return (torch.tensor(kept)[:, None] * kk + torch.arange(kk)).flatten()
 
 
-def refit(fit: Fit, kept: list[int], kk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Least-squares weights (out x kept * kk) and bias reconstructing Y from the kept channels."""
-    cols = _columns(kept, kk).to(fit.gram.device)
-    gram = fit.gram[cols][:, cols]
-    ridge = RIDGE * gram.diagonal().mean().clamp_min(1e-12)
-    eye = torch.eye(len(cols), dtype=gram.dtype, device=gram.device)
-    weight = torch.linalg.solve(gram + ridge * eye, fit.cross[cols]).T
-    return weight, fit.y_mean - weight @ fit.x_mean[cols]
+def _solve(gram: torch.Tensor, cross: torch.Tensor, ridge: torch.Tensor) -> torch.Tensor:
+    """(gram + ridge I)^-1 cross, by Cholesky (least squares if that fails)."""
+    a = gram + ridge * torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
+    factor, info = torch.linalg.cholesky_ex(a)
+    if int(info):
+        return torch.linalg.lstsq(a, cross).solution
+    return torch.cholesky_solve(cross, factor)
+
+
+def choose_ridge(fit: Fit, cols: torch.Tensor, images: int, scale: torch.Tensor) -> float:
+    """The ridge of `RIDGES` whose fit on the other images best reconstructs every
+    HOLDOUT-th sampled image (the smallest with fewer than HOLDOUT images)."""
+    if images < HOLDOUT:
+        return RIDGES[0]
+    rows = torch.arange(len(fit.x), device=fit.x.device)
+    held = rows // (len(fit.x) // images) % HOLDOUT == HOLDOUT - 1
+    xv, yv = fit.x[held][:, cols] - fit.x_mean[cols], fit.y[held] - fit.y_mean
+    gram = fit.gram[cols][:, cols] - xv.T @ xv
+    cross = fit.cross[cols] - xv.T @ yv
+    errors = [float((yv - xv @ _solve(gram, cross, r * scale)).norm()) for r in RIDGES]
+    return RIDGES[errors.index(min(errors))]
+
+
+def refit(fit: Fit, cols: torch.Tensor, images: int):
+    """Least-squares weights (out x len(cols)) and bias reconstructing Y from the kept columns,
+    with the ridge `choose_ridge` picks; returns (weight, bias, relative ridge)."""
+    gram, cross = fit.gram[cols][:, cols], fit.cross[cols]
+    scale = gram.diagonal().mean().clamp_min(1e-12)
+    ridge = choose_ridge(fit, cols, images, scale)
+    weight = _solve(gram, cross, ridge * scale).T
+    return weight, fit.y_mean - weight @ fit.x_mean[cols], ridge
 
 
 def relative_error(fit: Fit, weight: torch.Tensor, bias: torch.Tensor, cols) -> float:
@@ -303,15 +337,12 @@ def prune_pair(model, dg, pair: Pair, target: torch.Tensor, sampler: Sampler,
     fit = statistics(x, target, bias)
     gram, zy = channel_gram(fit, weight)
     kept = select_channels(gram, zy, keep, x.shape[0] * target.shape[1])
-    kk = weight[0, 0].numel()
-    cols = _columns(kept, kk).to(x.device)
-    new_weight, new_bias = refit(fit, kept, kk)
+    cols = _columns(kept, weight[0, 0].numel()).to(x.device)
+    new_weight, new_bias, record["ridge"] = refit(fit, cols, len(sampler.inputs))
     flat, old_bias = weight.reshape(weight.shape[0], -1), bias if bias is not None else 0.0
     all_cols = torch.arange(flat.shape[1], device=x.device)
     record["error_input"] = relative_error(fit, flat, old_bias, all_cols)
     record["error_before"] = relative_error(fit, flat[:, cols], old_bias, cols)
-    if bias is None:
-        new_bias = torch.zeros_like(fit.y_mean)
     record["error_after"] = relative_error(fit, new_weight, new_bias, cols)
     _write_(consumer, new_weight, new_bias, cols)
     dropped = sorted(set(range(channels)) - set(kept))
@@ -346,9 +377,17 @@ class Regression(PruningMethod):
     granularity = "channels"
     defaults = {"samples": 256, "positions": 10}
 
-    def prune(self, model, config, data=None):
+    def prune(self, model, config, data=None, example=None):
         """Every clean conv pair front to back (see the module docstring), then fine-tuning
-        under the zero pattern given `data.epochs`; per-pair details in extra["regression"]."""
+        under the zero pattern given `data.epochs`.
+
+        `extra["regression"]` holds `pairs` (per pair: producer, consumer, channels kept of
+        total, the dropped channels, the relative ridge and the relative reconstruction errors
+        of the consumer's output on the sampled positions: `error_input` with every channel
+        but the pruned model's input, `error_before` with the channels dropped and no refit,
+        `error_after` once refit), `skipped` ({layer: why it stays dense}), `samples` and
+        `positions`. The graph is traced on `example` when given, else on a training sample.
+        """
         if data is None:
             raise SparsebenchError(f"method '{self.name}' needs training data (pass --data)")
         samples, positions = self.option(config, "samples"), self.option(config, "positions")
@@ -358,14 +397,15 @@ class Regression(PruningMethod):
         model.eval()
         inputs, _ = data.sample(samples, config.seed)
         device = next(model.parameters()).device
-        dg, pairs, skipped = find_pairs(model, inputs[:1].to(device))
+        example = inputs[:1] if example is None else example
+        dg, pairs, skipped = find_pairs(model, example.to(device))
         if not pairs:
             why = "; ".join(f"{name}: {reason}" for name, reason in list(skipped.items())[:3])
             raise SparsebenchError(
                 f"method '{self.name}' found no conv -> conv pair to prune ({why or 'no convs'})"
             )
         sampler = Sampler(inputs, positions, config.seed)
-        targets = sampler.outputs(copy.deepcopy(model), {p.consumer: p.order for p in pairs})
+        targets = sampler.outputs(model, {p.consumer: p.order for p in pairs})  # still original
         records = [prune_pair(model, dg, p, targets.pop(p.consumer), sampler, config.sparsity)
                    for p in pairs]  # fmt: skip
         result = finetune(self, model, layers, config, data)
