@@ -456,7 +456,7 @@ def test_profile_models_can_name_a_pruning_method(tmp_path):
     [
         ('prune = 0.5\nprune_method = "lotery"', "", "unknown pruning method 'lotery'"),
         ('prune = 0.5\nprune_method = "snip"', "", "needs data|has no data"),
-        ('prune = 0.5\nprune_options = {rat = 1}', "", "no option 'rat'"),
+        ("prune = 0.5\nprune_options = {rat = 1}", "", "no option 'rat'"),
         ('prune = 0.5\nprune_scope = "net"', "", "unknown scope 'net'"),
     ],
 )

@@ -38,8 +38,24 @@ def trained(tmp_path):
 
 def test_prune_with_data_records_method_options_and_accuracy(trained, tmp_path):
     out = tmp_path / "ticket.pt"
-    result = invoke("prune", trained, "--method", "lottery", "--sparsity", "0.75", "--data",
-                    "mnist1d", "--epochs", "1", "-O", "rate=0.5", "--scope", "layer", "-o", out)  # fmt: skip
+    result = invoke(
+        "prune",
+        trained,
+        "--method",
+        "lottery",
+        "--sparsity",
+        "0.75",
+        "--data",
+        "mnist1d",
+        "--epochs",
+        "1",
+        "-O",
+        "rate=0.5",
+        "--scope",
+        "layer",
+        "-o",
+        out,
+    )
     assert result.exit_code == 0, result.output
     assert "held-out top-1" in result.output
     record = torch.load(out, weights_only=True)["sparsebench"]["extra"]["pruned"]
@@ -55,8 +71,22 @@ def test_prune_with_data_records_method_options_and_accuracy(trained, tmp_path):
 
 
 def test_sensitivity_prints_its_scan(trained, tmp_path):
-    result = invoke("prune", trained, "--method", "sensitivity", "--sparsity", "0.8", "--data",
-                    "mnist1d", "--epochs", "0", "-O", "ratios=0.5,0.9", "-o", tmp_path / "s.pt")  # fmt: skip
+    result = invoke(
+        "prune",
+        trained,
+        "--method",
+        "sensitivity",
+        "--sparsity",
+        "0.8",
+        "--data",
+        "mnist1d",
+        "--epochs",
+        "0",
+        "-O",
+        "ratios=0.5,0.9",
+        "-o",
+        tmp_path / "s.pt",
+    )
     assert result.exit_code == 0, result.output
     assert "sensitivity scan" in result.output and "chosen" in result.output
 
@@ -110,8 +140,23 @@ def _images(n=16, classes=1000):
     return Dataset("noise", x, y, [str(i) for i in range(classes)])
 
 
-@pytest.mark.parametrize("method", ["magnitude", "random", "snip", "grasp", "synflow", "lottery",
-                                    "movement", "rigl", "gumbel", "gradient", "nm", "channel"])  # fmt: skip
+@pytest.mark.parametrize(
+    "method",
+    [
+        "magnitude",
+        "random",
+        "snip",
+        "grasp",
+        "synflow",
+        "lottery",
+        "movement",
+        "rigl",
+        "gumbel",
+        "gradient",
+        "nm",
+        "channel",
+    ],
+)
 def test_methods_on_an_imagenet_resnet18_from_a_file(tmp_path, method):
     arch = _resnet18(tmp_path)
     torch.manual_seed(0)
@@ -134,7 +179,8 @@ def test_methods_on_an_imagenet_resnet18_from_a_file(tmp_path, method):
         assert abs(result.sparsity - 0.5) < 0.005
     elif method == "channel":
         assert result.extra["channels"] and all(
-            c["zeroed"] == int(0.6 * c["of"]) for c in result.extra["channels"].values())
+            c["zeroed"] == int(0.6 * c["of"]) for c in result.extra["channels"].values()
+        )
     else:
         assert abs(result.sparsity - 0.6) < 0.005
 

@@ -42,7 +42,7 @@ def test_lottery_rewinds_the_survivors_to_their_initial_weights(monkeypatch):
     monkeypatch.setattr(lottery, "train", fake_train)
     result = prune(model, "lottery", 0.75, data=data, scope="layer", rate=0.5)
     assert [label for label, _ in seen] == ["round 1", "round 2", "ticket"]
-    for label, weights in seen[1:]:  # each later round starts from the rewound survivors
+    for _, weights in seen[1:]:  # each later round starts from the rewound survivors
         for w, w0 in zip(weights, initial, strict=True):
             assert torch.equal(w[w != 0], w0[w != 0])
     assert [r["nonzero"] for r in result.extra["rounds"]] == [224, 112, 56]

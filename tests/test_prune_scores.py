@@ -21,7 +21,9 @@ def informative_data(n=256, features=12, useful=(0, 1), seed=0, test=True) -> Pr
     x = torch.randn(n, features, generator=generator)
     y = (x[:, list(useful)].sum(1) > 0).long()
     train = Dataset("toy", x, y, ["neg", "pos"])
-    held = Dataset("toy", x[: n // 2].clone(), y[: n // 2].clone(), ["neg", "pos"]) if test else None
+    held = (
+        Dataset("toy", x[: n // 2].clone(), y[: n // 2].clone(), ["neg", "pos"]) if test else None
+    )
     return PruneData(train, held, (1, features), epochs=3, batch_size=32, lr=1e-2)
 
 
@@ -41,8 +43,8 @@ def test_snip_keeps_the_largest_connection_sensitivity():
     x, y = data.sample(64, 5)
     loss = F.cross_entropy(reference(x), y)
     grads = torch.autograd.grad(loss, [reference[0].weight, reference[2].weight])
-    saliency = torch.cat([(g * w).abs().flatten() for g, w in
-                          zip(grads, [reference[0].weight, reference[2].weight])]).detach()  # fmt: skip
+    pairs = zip(grads, [reference[0].weight, reference[2].weight], strict=True)
+    saliency = torch.cat([(g * w).abs().flatten() for g, w in pairs]).detach()
     prune(model, "snip", 0.75, scope="global", seed=5, data=data, samples=64)
     kept = torch.cat([k.flatten() for k in _kept(model)])
     assert abs(1 - kept.float().mean() - 0.75) < 0.005
@@ -157,7 +159,7 @@ def test_channel_zeroes_the_least_important_channels_of_each_group(criterion):
     model = _cnn()
     expected = _torch_pruning_scores(model, criterion) if criterion in ("l1", "bn") else None
     result = prune(model, "channel", 0.5, example=torch.zeros(1, 1, 6, 6), criterion=criterion)
-    zero = (model[0].weight.flatten(1).abs().amax(1) == 0)
+    zero = model[0].weight.flatten(1).abs().amax(1) == 0
     assert int(zero.sum()) == 4 and int((model[3].weight.flatten(1).abs().amax(1) == 0).sum()) == 4
     assert bool((model[1].weight[zero] == 0).all() and (model[1].bias[zero] == 0).all())
     assert result.extra["channels"]["0"] == {"zeroed": 4, "of": 8}
@@ -184,8 +186,9 @@ def test_channel_pruned_model_loses_its_channels_in_the_channels_export():
     prune(model, "channel", 0.5, example=torch.zeros(1, 1, 6, 6))
     x = torch.randn(4, 1, 6, 6)
     expected = model(x)
-    conversion = ChannelsExporter().convert(model, torch.zeros(1, 1, 6, 6),
-                                            ExportConfig("channels", options=ChannelsOptions()))  # fmt: skip
+    conversion = ChannelsExporter().convert(
+        model, torch.zeros(1, 1, 6, 6), ExportConfig("channels", options=ChannelsOptions())
+    )
     assert conversion.model[0].out_channels == 4 and conversion.model[3].out_channels == 4
     assert torch.allclose(conversion.model(x), expected, atol=1e-5)
 

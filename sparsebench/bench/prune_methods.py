@@ -160,8 +160,12 @@ def profile_checkpoints(study: Study, task: str, threads: int = 1) -> list[dict]
 
     runs = [r for r in study.runs if r.task == task and r.checkpoint]
     dense = str(Path(runs[0].checkpoint).with_name(f"{task}-dense.pt"))
-    config = ProfileConfig(threads=threads, memory=False, energy=False,
-                           latency=LatencyConfig(warmup=5, min_iters=20, min_seconds=0.2))  # fmt: skip
+    config = ProfileConfig(
+        threads=threads,
+        memory=False,
+        energy=False,
+        latency=LatencyConfig(warmup=5, min_iters=20, min_seconds=0.2),
+    )
     report = profile([dense, *[r.checkpoint for r in runs]], config)
     labels = ["dense", *[f"{r.method} {r.sparsity:g}" for r in runs]]
     rows = []
@@ -191,7 +195,9 @@ def accuracy_table(study: Study, task: str, sparsities: list[float]) -> list[str
     for method in methods:
         cells, epochs = [], set()
         for sparsity in sparsities:
-            runs = [r for r in study.runs if (r.task, r.method, r.sparsity) == (task, method, sparsity)]
+            runs = [
+                r for r in study.runs if (r.task, r.method, r.sparsity) == (task, method, sparsity)
+            ]
             cells.append(_mean_std([r.top1 for r in runs]))
             epochs.update(r.epochs for r in runs)
         lines.append(f"| {method} | {' | '.join(cells)} | {'/'.join(map(str, sorted(epochs)))} |")
@@ -207,8 +213,8 @@ def _mean_std(values: list[float]) -> str:
 
 
 def profile_table(rows: list[dict]) -> list[str]:
-    lines = ["| row | sparsity % | size MB | MACs M | effective MACs M | latency ms (median, IQR) |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    head = "| row | sparsity % | size MB | MACs M | effective MACs M | latency ms (median, IQR) |"
+    lines = [head, "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['row']} | {r['sparsity_pct']:.1f} | {r['size_mb']:.3f} | "
                      f"{r['macs_m']:.3f} | {r['effective_macs_m']:.3f} | {r['latency_ms']:.4f} "

@@ -14,7 +14,7 @@ layer keeps its outputs, and groups whose channels cannot be cut exactly are lef
 from __future__ import annotations
 
 from ...errors import SparsebenchError
-from ...formats._channel_removal import build_graph, prunable_groups, probe_inputs, trace_layers
+from ...formats._channel_removal import build_graph, probe_inputs, prunable_groups, trace_layers
 from ...formats._channel_scoring import CRITERIA, soft_prune_, taylor_batch
 from ..base import PruningMethod, dense_layers, finetune, register_method
 

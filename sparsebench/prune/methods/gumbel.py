@@ -76,7 +76,10 @@ class GumbelGates(PruningMethod):
             density = sum(torch.sigmoid(g.logits).sum() for g in gates.values()) / total
             return penalty * (torch.log(density) - target) ** 2
 
-        params = [{"params": weights}, {"params": [g.logits for g in gates.values()], "lr": gate_lr}]
+        params = [
+            {"params": weights},
+            {"params": [g.logits for g in gates.values()], "lr": gate_lr},
+        ]
         try:
             stats = train(model, data, data.epochs, config.seed, "gates",
                           extra_loss=density_loss, params=params)  # fmt: skip

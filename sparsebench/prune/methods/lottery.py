@@ -37,7 +37,9 @@ def round_counts(total: int, rate: float, target: int) -> list[int]:
 class LotteryTicket(PruningMethod):
     name = "lottery"
     description = "IMP: rounds of train, prune `rate` of the remaining by |w|, rewind"
-    paper = "Frankle and Carbin 2019, The Lottery Ticket Hypothesis; Frankle et al. 2020 (rewinding)"
+    paper = (
+        "Frankle and Carbin 2019, The Lottery Ticket Hypothesis; Frankle et al. 2020 (rewinding)"
+    )
     needs_data = True
     defaults = {"rate": 0.2, "rewind_steps": 0, "reinit": False}
 
@@ -51,7 +53,9 @@ class LotteryTicket(PruningMethod):
         sizes = {name: m.weight.numel() for name, m in layers}
         schedule = self._schedule(sizes, rate, config)
         masks = {name: torch.ones_like(m.weight, dtype=torch.bool) for name, m in layers}
-        fresh = _reinit(copy.deepcopy(model), config.seed) if self.option(config, "reinit") else None
+        fresh = (
+            _reinit(copy.deepcopy(model), config.seed) if self.option(config, "reinit") else None
+        )
         with masked(layers, masks) as attached:
             rewind_steps = self.option(config, "rewind_steps")
             if rewind_steps:

@@ -31,7 +31,12 @@ class RigL(PruningMethod):
     def prune(self, model, config, data=None):
         alpha, delta, end = (self.option(config, k) for k in ("alpha", "delta", "end"))
         init = self.option(config, "init")
-        if not 0 < alpha < 1 or delta < 1 or not 0 < end <= 1 or init not in ("random", "magnitude"):
+        if (
+            not 0 < alpha < 1
+            or delta < 1
+            or not 0 < end <= 1
+            or init not in ("random", "magnitude")
+        ):
             raise SparsebenchError(
                 "rigl needs 0 < alpha < 1, delta >= 1, 0 < end <= 1 and init random or magnitude"
             )

@@ -24,7 +24,9 @@ def parse_ratios(text: str) -> list[float]:
     try:
         ratios = sorted({float(part) for part in text.split(",") if part.strip()})
     except ValueError:
-        raise SparsebenchError(f"option 'ratios' must be numbers separated by commas: {text!r}")
+        raise SparsebenchError(
+            f"option 'ratios' must be numbers separated by commas: {text!r}"
+        ) from None
     if not ratios or not all(0 < r < 1 for r in ratios):
         raise SparsebenchError(f"option 'ratios' must be ratios in (0, 1): {text!r}")
     return ratios
@@ -72,7 +74,9 @@ class Sensitivity(PruningMethod):
 
     def prune(self, model, config, data=None):
         if data.test is None:
-            raise SparsebenchError("sensitivity scores held-out accuracy: the data has no test split")
+            raise SparsebenchError(
+                "sensitivity scores held-out accuracy: the data has no test split"
+            )
         ratios = parse_ratios(self.option(config, "ratios"))
         layers = dense_layers(model)
         base = data.accuracy(model)
@@ -94,9 +98,15 @@ class Sensitivity(PruningMethod):
         keep = choose_ratios(drops, ratios, sizes, config.sparsity)
         apply_masks_(layers, top_counts({n: m.weight.detach().abs() for n, m in layers}, keep))
         result = finetune(self, model, layers, config, data)
-        result.extra["sensitivity"] = {"baseline_top1": base, "ratios": ratios, "top1": table,
-                                       "chosen": {n: 1 - keep[n] / sizes[n] for n in sizes}}  # fmt: skip
-        result.tables.append(sensitivity_table(base, ratios, table, result.extra["sensitivity"]["chosen"]))
+        result.extra["sensitivity"] = {
+            "baseline_top1": base,
+            "ratios": ratios,
+            "top1": table,
+            "chosen": {n: 1 - keep[n] / sizes[n] for n in sizes},
+        }
+        result.tables.append(
+            sensitivity_table(base, ratios, table, result.extra["sensitivity"]["chosen"])
+        )
         return result
 
 

@@ -17,8 +17,7 @@ import torch
 from ...errors import SparsebenchError
 from ...inputs import as_batch
 from ...measure.sparsity import prunable_layers
-from ..base import PruningMethod, apply_masks_, finetune, register_method, top_scores
-from ..base import dense_layers
+from ..base import PruningMethod, apply_masks_, dense_layers, finetune, register_method, top_scores
 
 
 @register_method
@@ -69,5 +68,7 @@ def _float_input(example) -> torch.Tensor:
     """The model's one float input (SynFlow feeds all ones; token ids have no such input)."""
     batch = as_batch(example)
     if len(batch.tensors) != 1 or not batch.first.is_floating_point():
-        raise SparsebenchError("synflow feeds an all-ones input: it needs a model with one float input")
+        raise SparsebenchError(
+            "synflow feeds an all-ones input: it needs a model with one float input"
+        )
     return batch.first
