@@ -155,25 +155,10 @@ def _save(model: nn.Module, task: Task, path: Path) -> None:
 
 def profile_checkpoints(study: Study, task: str, threads: int = 1) -> list[dict]:
     """Profile the task's seed-0 checkpoints in one interleaved run (sparsebench profile)."""
-    from ..measure.latency import LatencyConfig
-    from ..profiler import ProfileConfig, profile
-
     runs = [r for r in study.runs if r.task == task and r.checkpoint]
     dense = str(Path(runs[0].checkpoint).with_name(f"{task}-dense.pt"))
-    config = ProfileConfig(
-        threads=threads,
-        memory=False,
-        energy=False,
-        latency=LatencyConfig(warmup=5, min_iters=20, min_seconds=0.2),
-    )
-    report = profile([dense, *[r.checkpoint for r in runs]], config)
     labels = ["dense", *[f"{r.method} {r.sparsity:g}" for r in runs]]
-    rows = []
-    for label, row in zip(labels, report.results, strict=True):
-        rows.append({"row": label, "size_mb": row.size_mb, "macs_m": row.macs_m,
-                     "effective_macs_m": row.effective_macs_m,
-                     "sparsity_pct": row.sparsity_pct, "latency_ms": row.latency_ms.median,
-                     "latency_iqr": _iqr(row.latency_ms.samples)})  # fmt: skip
+    rows = profile_files([dense, *[r.checkpoint for r in runs]], labels, threads)
     study.profiles[task] = rows
     return rows
 
@@ -224,3 +209,114 @@ def profile_table(rows: list[dict]) -> list[str]:
 
 def temporary_folder() -> Path:
     return Path(tempfile.mkdtemp(prefix="sparsebench-prune-study-"))
+
+
+# ---------------------------------------------------------------- channel methods, ResNet-20
+
+CHANNEL_METHODS = (("channel", {"criterion": "l1"}), ("channel", {"criterion": "bn"}),
+                   ("channel", {"criterion": "taylor"}), ("regression", {}))  # fmt: skip
+
+
+def digits_as_cifar(split: str):
+    """scikit-learn's 8x8 digits upsampled to 3x32x32: an offline CIFAR-shaped stand-in."""
+    import torch.nn.functional as F
+
+    from ..data import Dataset
+
+    digits = load_dataset("digits", split)
+    x = F.interpolate(digits.x, size=(32, 32), mode="bilinear", align_corners=False)
+    x = (x.repeat(1, 3, 1, 1) - 0.5) / 0.5
+    return Dataset("digits-as-cifar", x.contiguous(), digits.y, digits.classes)
+
+
+@dataclass
+class ChannelRun:
+    method: str
+    ratio: float
+    seed: int
+    top1: float
+    weight_sparsity: float
+    checkpoint: str | None = None
+
+
+def run_channel_study(ratios: list[float], seeds: int, folder: Path, train_epochs: int = 6,
+                      finetune: int = 2, log=print) -> dict:  # fmt: skip
+    """ResNet-20 on digits-as-CIFAR: dense, then every channel method at every ratio,
+    fine-tuned `finetune` epochs; seed-0 models exported to `channels` (the zeroed channels
+    removed, verified) and profiled with the dense model."""
+    from ..export import export
+    from ..formats.base import ExportConfig
+
+    shape = (1, 3, 32, 32)
+    train_set, test_set = digits_as_cifar("train"), digits_as_cifar("test")
+
+    def data(epochs):
+        return PruneData(train_set, test_set, shape, epochs, batch_size=64, lr=2e-3)
+
+    task = Task("resnet20", "digits-as-cifar", shape, train_epochs, finetune)
+    runs, dense_top1, exported = [], [], []
+    for seed in range(seeds):
+        from ..prune.training import train
+
+        torch.manual_seed(seed)
+        dense = build_model("resnet20", {"num_classes": 10})
+        train(dense, data(train_epochs), train_epochs, seed, "dense")
+        dense_top1.append(data(0).accuracy(dense))
+        log(f"resnet20 seed {seed} dense: top-1 {dense_top1[-1]:.2f}%")
+        if seed == 0:
+            _save_with(dense, "resnet20", shape, folder / "resnet20-dense.pt")
+        for method, options in CHANNEL_METHODS:
+            for ratio in ratios:
+                model = copy.deepcopy(dense)
+                result = prune(model, method, ratio, seed=seed, data=data(finetune),
+                               example=torch.zeros(shape), **options)  # fmt: skip
+                label = method if method != "channel" else f"channel-{options['criterion']}"
+                run = ChannelRun(label, ratio, seed, data(0).accuracy(model), result.sparsity)
+                if seed == 0:
+                    run.checkpoint = str(folder / f"resnet20-{label}-{ratio:g}.pt")
+                    _save_with(model, "resnet20", shape, Path(run.checkpoint))
+                    out = Path(run.checkpoint).with_suffix(".channels.pt")
+                    export(run.checkpoint, out, ExportConfig.of(format="channels"), force=True)
+                    exported.append((f"{label} {ratio:g} (channels export)", str(out)))
+                runs.append(run)
+                log(f"resnet20 seed {seed} {label} {ratio:g}: top-1 {run.top1:.2f}%")
+    return {"task": task, "runs": runs, "dense": dense_top1, "exported": exported}
+
+
+def _save_with(model: nn.Module, arch: str, shape, path: Path) -> None:
+    meta = CheckpointMeta(arch=arch, arch_kwargs={"num_classes": 10}, input_shape=list(shape),
+                          dataset="digits-as-cifar")  # fmt: skip
+    save_checkpoint(path, model, meta, force=True)
+
+
+def profile_files(paths: list[str], labels: list[str], threads: int = 1) -> list[dict]:
+    """Profile files in one interleaved run: size, MACs, effective MACs, latency."""
+    from ..measure.latency import LatencyConfig
+    from ..profiler import ProfileConfig, profile
+
+    config = ProfileConfig(
+        threads=threads,
+        memory=False,
+        energy=False,
+        latency=LatencyConfig(warmup=5, min_iters=20, min_seconds=0.3),
+    )
+    report = profile(paths, config)
+    return [_profile_row(label, row) for label, row in zip(labels, report.results, strict=True)]
+
+
+def _profile_row(label: str, row) -> dict:
+    return {"row": label, "size_mb": row.size_mb, "macs_m": row.macs_m,
+            "effective_macs_m": row.effective_macs_m, "sparsity_pct": row.sparsity_pct,
+            "latency_ms": row.latency_ms.median, "latency_iqr": _iqr(row.latency_ms.samples),
+            "format": row.format, "params": row.params}  # fmt: skip
+
+
+def channel_table(study: dict, ratios: list[float]) -> list[str]:
+    lines = [f"| method | {' | '.join(f'{r:.0%} of channels' for r in ratios)} |",
+             "|---|" + "---|" * len(ratios)]  # fmt: skip
+    lines.append(f"| dense | {' | '.join([_mean_std(study['dense'])] * len(ratios))} |")
+    for method in dict.fromkeys(r.method for r in study["runs"]):
+        cells = [_mean_std([r.top1 for r in study["runs"] if (r.method, r.ratio) == (method, q)])
+                 for q in ratios]  # fmt: skip
+        lines.append(f"| {method} | {' | '.join(cells)} |")
+    return lines
