@@ -198,12 +198,14 @@ def _mean_std(values: list[float]) -> str:
 
 
 def profile_table(rows: list[dict]) -> list[str]:
-    head = "| row | sparsity % | size MB | MACs M | effective MACs M | latency ms (median, IQR) |"
-    lines = [head, "|---|---|---|---|---|---|"]
+    head = ["row", "params", "sparsity %", "size MB", "MACs M", "effective MACs M",
+            "latency ms (median, IQR)"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in rows:
-        lines.append(f"| {r['row']} | {r['sparsity_pct']:.1f} | {r['size_mb']:.3f} | "
-                     f"{r['macs_m']:.3f} | {r['effective_macs_m']:.3f} | {r['latency_ms']:.4f} "
-                     f"({r['latency_iqr'][0]:.4f}-{r['latency_iqr'][1]:.4f}) |")  # fmt: skip
+        low, high = r["latency_iqr"]
+        lines.append(f"| {r['row']} | {r['params']:,} | {r['sparsity_pct']:.1f} | "
+                     f"{r['size_mb']:.3f} | {r['macs_m']:.3f} | {r['effective_macs_m']:.3f} | "
+                     f"{r['latency_ms']:.4f} ({low:.4f}-{high:.4f}) |")  # fmt: skip
     return lines
 
 

@@ -109,18 +109,20 @@ def train(model: nn.Module, data: PruneData, epochs: int, seed: int, label: str,
 
 
 @contextmanager
-def progress_bar(label: str, total: int):
+def progress_bar(label: str, total: int, loss: bool = True):
     """A rich progress bar on stderr over `total` steps (silent with --quiet or no steps);
-    yields `advance(loss)`."""
+    yields `advance(loss=nan)`. With `loss` the bar shows the last loss."""
     if progress.is_quiet() or total <= 0:
-        yield lambda loss: None
+        yield lambda loss=float("nan"): None
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn()]  # fmt: skip
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn()]
+    if loss:
+        columns.append(TextColumn("loss {task.fields[loss]:.4f}"))
+    columns.append(TimeElapsedColumn())
     console = Console(stderr=True, highlight=False)
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(label, total=total, loss=float("nan"))
-        yield lambda loss: bar.update(task, advance=1, loss=loss)
+        yield lambda loss=float("nan"): bar.update(task, advance=1, loss=loss)

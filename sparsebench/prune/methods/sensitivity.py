@@ -16,6 +16,7 @@ import torch
 
 from ...errors import SparsebenchError
 from ..base import PruningMethod, apply_masks_, dense_layers, finetune, register_method, top_counts
+from ..training import progress_bar
 
 GRID = np.linspace(0.0, 0.99, 991)  # candidate per-layer ratios, 0.001 apart
 
@@ -81,19 +82,10 @@ class Sensitivity(PruningMethod):
         layers = dense_layers(model)
         base = data.accuracy(model)
         drops, table = {}, {}
-        for name, module in layers:
-            original = module.weight.detach().clone()
-            accuracies = []
-            for ratio in ratios:
-                keep = {name: round((1 - ratio) * original.numel())}
-                mask = top_counts({name: original.abs()}, keep)[name]
-                with torch.no_grad():
-                    module.weight.copy_(original * mask)
-                accuracies.append(data.accuracy(model))
-            with torch.no_grad():
-                module.weight.copy_(original)
-            table[name] = accuracies
-            drops[name] = [base - a for a in accuracies]
+        with progress_bar("sensitivity scan", len(layers) * len(ratios), loss=False) as advance:
+            for name, module in layers:
+                table[name] = self._scan(model, module, ratios, data, advance)
+                drops[name] = [base - a for a in table[name]]
         sizes = {name: m.weight.numel() for name, m in layers}
         keep = choose_ratios(drops, ratios, sizes, config.sparsity)
         apply_masks_(layers, top_counts({n: m.weight.detach().abs() for n, m in layers}, keep))
@@ -108,6 +100,24 @@ class Sensitivity(PruningMethod):
             sensitivity_table(base, ratios, table, result.extra["sensitivity"]["chosen"])
         )
         return result
+
+    @staticmethod
+    def _scan(model, module, ratios, data, advance) -> list[float]:
+        """Held-out top-1 with `module` alone magnitude-pruned at each ratio."""
+        original = module.weight.detach().clone()
+        accuracies = []
+        try:
+            for ratio in ratios:
+                keep = round((1 - ratio) * original.numel())
+                mask = top_counts({"w": original.abs()}, {"w": keep})["w"]
+                with torch.no_grad():
+                    module.weight.copy_(original * mask)
+                accuracies.append(data.accuracy(model))
+                advance()
+        finally:
+            with torch.no_grad():
+                module.weight.copy_(original)
+        return accuracies
 
 
 def sensitivity_table(base: float, ratios, table: dict, chosen: dict) -> str:

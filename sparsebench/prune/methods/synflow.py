@@ -18,6 +18,7 @@ from ...errors import SparsebenchError
 from ...inputs import as_batch
 from ...measure.sparsity import prunable_layers
 from ..base import PruningMethod, apply_masks_, dense_layers, finetune, register_method, top_scores
+from ..training import progress_bar
 
 
 @register_method
@@ -43,13 +44,15 @@ class SynFlow(PruningMethod):
         ones = torch.ones((1, *first.shape[1:]), dtype=torch.float64)
         originals = {name: m.weight.detach().clone() for name, m in probe_layers}
         masks = {name: torch.ones_like(w, dtype=torch.bool) for name, w in originals.items()}
-        for k in range(1, iterations + 1):
-            with torch.no_grad():
-                for name, module in probe_layers:
-                    module.weight.copy_(originals[name] * masks[name])
-            scores = synflow_scores(probe, probe_layers, ones)
-            sparsity = 1 - (1 - config.sparsity) ** (k / iterations)
-            masks = top_scores(scores, sparsity, config.scope)
+        with progress_bar("synflow", iterations, loss=False) as advance:
+            for k in range(1, iterations + 1):
+                with torch.no_grad():
+                    for name, module in probe_layers:
+                        module.weight.copy_(originals[name] * masks[name])
+                scores = synflow_scores(probe, probe_layers, ones)
+                sparsity = 1 - (1 - config.sparsity) ** (k / iterations)
+                masks = top_scores(scores, sparsity, config.scope)
+                advance()
         apply_masks_(layers, masks)
         return finetune(self, model, layers, config, data)
 
