@@ -182,13 +182,16 @@ class CheckProfile:
             )
         if self.reference_matmul < 8:
             raise SparsebenchError(f"{where}: reference_matmul must be >= 8")
-        untrainable = [m.name for m in self.models
-                       if (m.train_epochs or m.prune_needs_data) and self.data is None]  # fmt: skip
-        if untrainable:
-            raise SparsebenchError(
-                f"{where}: model '{untrainable[0]}' trains (train_epochs, prune_epochs or a "
-                "pruning method that needs data) but the profile has no data"
-            )
+        for model in self.models if self.data is None else ():
+            why = None
+            if model.train_epochs:
+                why = "sets train_epochs"
+            elif model.prune_needs_data:
+                why = f"prunes with '{model.prune_method}', which trains or scores on data"
+            if why:
+                raise SparsebenchError(
+                    f"{where}: model '{model.name}' {why} but the profile has no data"
+                )
         try:
             check_device(self.device)
         except SparsebenchError as exc:
