@@ -5,7 +5,7 @@ through torch-pruning's dependency graph, so BatchNorm, residual adds and the ne
 inputs shrink with them; the constant such a channel still carried is folded into the next
 layer's bias, or, for a zero-padded conv, into a per-position `bias_map` buffer valid at the
 exported input size (`_channel_removal`). With `--ratio R --criterion C` the exporter first
-zeroes the least important R of each group's channels (`_channel_scoring`) and verifies
+zeroes the least important R of each group's channels (`prune.channel_scoring`) and verifies
 against that soft-pruned model. The final layer keeps its outputs. The payload records the
 removed channels and the bias maps' layers and shapes, so `restore` replays the same removal
 on the freshly built architecture and installs maps of those shapes before loading weights.
@@ -25,6 +25,7 @@ from ..inputs import InputSpec, InputSpecs, as_batch, dtype_name
 from ..measure.sparsity import prunable_layers
 from ..metadata import check_shape
 from ..options import check_number
+from ..prune.channel_scoring import make_importance, soft_prune_, taylor_batch
 from ._channel_removal import (
     CONV_TYPES,
     GroupPlan,
@@ -38,7 +39,6 @@ from ._channel_removal import (
     replay_,
     trace_layers,
 )
-from ._channel_scoring import make_importance, soft_prune_, taylor_batch
 from .base import Conversion, ExportConfig, Exporter, LayerReport, register_format, tensor_bytes
 
 

@@ -14,9 +14,9 @@ layer keeps its outputs, and groups whose channels cannot be cut exactly are lef
 from __future__ import annotations
 
 from ...errors import SparsebenchError
-from ...formats._channel_removal import build_graph, probe_inputs, prunable_groups, trace_layers
-from ...formats._channel_scoring import CRITERIA, soft_prune_, taylor_batch
 from ..base import PruningMethod, dense_layers, finetune, register_method
+from ..channel_graph import build_graph, probe_inputs, prunable_groups, trace_layers
+from ..channel_scoring import CRITERIA, soft_prune_, taylor_batch
 
 
 @register_method

@@ -27,15 +27,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import SparsebenchError
-from ...formats._channel_removal import (
+from ..base import PruningMethod, dense_layers, finetune, register_method
+from ..channel_graph import (
     OPTYPE,
     ROOT_TYPES,
     build_graph,
     prunable_groups,
     trace_layers,
 )
-from ...formats._channel_scoring import _zero_group_
-from ..base import PruningMethod, dense_layers, finetune, register_method
+from ..channel_scoring import _zero_group_
 
 CHUNK = 64  # inputs per forward pass while sampling
 RIDGES = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # least-squares ridges tried, relative to the
