@@ -270,7 +270,7 @@ def test_check_config_classes_refuse_non_finite_numbers():
             "--batch-size must be >= 1",
         ),
         (["prune", "{ckpt}", "-o", "{tmp}/o.pt", "--batch-size", "0"], "--batch-size must be"),
-        (["prune", "{ckpt}", "-o", "{tmp}/o.pt", "--amount", "nan"], "--amount must be >= 0"),
+        (["prune", "{ckpt}", "-o", "{tmp}/o.pt", "--amount", "nan"], "--sparsity must be >= 0"),
         (["profile", "{ckpt}", "--warmup", "-1"], "(got --warmup -1)"),
         (["profile", "{ckpt}", "--min-iters", "-5"], "(got --min-iters -5)"),
         (["compare", "{ckpt}", "--max-acc-drop", "nan"], "--max-acc-drop must be >= 0"),
@@ -280,7 +280,7 @@ def test_check_config_classes_refuse_non_finite_numbers():
             "--ratio must be >= 0 and < 1",
         ),
         (["bench-formats", "--rounds", "0"], "--rounds must be >= 1"),
-        (["demo", "--out-dir", "{tmp}/d", "--amount", "1.5"], "--amount must be >= 0 and < 1"),
+        (["demo", "--out-dir", "{tmp}/d", "--amount", "1.5"], "--sparsity must be >= 0 and < 1"),
     ],
 )
 def test_cli_counts_and_numbers(args, message, sb_ckpt, tmp_path):

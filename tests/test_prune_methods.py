@@ -22,9 +22,11 @@ def _mlp(seed=0):
 def test_the_registry_lists_every_method_with_its_paper():
     result = CliRunner().invoke(app, ["prune-methods"])
     assert result.exit_code == 0
-    for name in ("magnitude", "random", "nm"):
-        assert name in METHODS and f"{name}: " in result.output
-        assert METHODS.get(name).paper
+    names = ("magnitude", "random", "nm", "snip", "grasp", "synflow", "gradient", "lottery",
+             "movement", "rigl", "gumbel", "sensitivity", "channel", "regression")  # fmt: skip
+    assert METHODS.names() == sorted(names)
+    for name in names:
+        assert f"{name}: " in result.output and METHODS.get(name).paper
 
 
 @pytest.mark.parametrize("scope", ["layer", "global"])

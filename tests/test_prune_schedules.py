@@ -117,7 +117,11 @@ def test_rigl_keeps_the_sparsity_while_the_mask_moves():
     model = _mlp()
     result = prune(model, "rigl", 0.8, data=data, delta=4, alpha=0.5)
     assert abs(result.sparsity - 0.8) < 0.005
-    assert result.extra["updates"] and all(u["moved"] > 0 for u in result.extra["updates"][:2])
+    assert result.extra["updates"] > 0 and result.extra["first_update"]["moved"] > 0
+    initial = torch.rand((16, 12), generator=torch.Generator().manual_seed(0))
+    start = torch.zeros(192, dtype=torch.bool)
+    start[torch.topk(initial.flatten(), round(0.2 * 192)).indices] = True
+    assert not torch.equal(model[0].weight.flatten() != 0, start)  # the mask moved
 
 
 def test_gumbel_gates_learn_to_keep_the_informative_inputs():
@@ -185,3 +189,79 @@ def test_channel_methods_run_on_a_cnn_with_fine_tuning():
     result = prune(model, "channel", 0.25, data=data, criterion="taylor")
     assert result.extra["channels"]["0"]["zeroed"] == 2
     assert int((model[0].weight.flatten(1).abs().amax(1) == 0).sum()) == 2  # still zero
+
+
+class _Dropout(nn.Module):
+    """An MLP with dropout (training draws from the RNG) and a layer forward never uses."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.drop, self.fc2 = nn.Linear(12, 16), nn.Dropout(0.3), nn.Linear(16, 2)
+        self.unused = nn.Linear(5, 5)
+
+    def forward(self, x):
+        return self.fc2(self.drop(torch.relu(self.fc1(x))))
+
+
+ALL_METHODS = [n for n in METHODS.names() if n != "regression"]  # regression needs convs
+
+
+@pytest.mark.parametrize("name", ALL_METHODS)
+def test_same_seed_same_weights_whatever_the_global_rng_and_unused_layers_are_fine(name):
+    data = informative_data()
+    data.epochs = 1
+    runs = []
+    for noise in (1, 2):
+        torch.manual_seed(0)
+        model = _Dropout()
+        torch.manual_seed(noise)  # the caller's RNG differs between the runs
+        options = {"iterations": 3} if name == "synflow" else {}
+        options.update({"warmup": 1} if name == "gradient" else {})
+        before = torch.random.get_rng_state()
+        prune(model, name, 0.5, seed=3, data=data, example=torch.zeros(1, 12), **options)
+        assert torch.equal(torch.random.get_rng_state(), before)  # left as it was
+        runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_lottery_reaches_extreme_sparsity_without_looping():
+    assert lottery.round_counts(1000, 0.2, 1)[-3:] == [3, 2, 1]
+    assert lottery.round_counts(10, 0.2, 0)[-1] == 0
+    data = informative_data()
+    data.epochs = 1
+    result = prune(_mlp(), "lottery", 0.99, data=data, scope="layer", rate=0.5)
+    assert abs(result.sparsity - 0.99) < 0.005
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "message"),
+    [
+        ("snip", {"samples": 0}, "samples.*>= 1"),
+        ("grasp", {"temperature": 0.0}, "temperature.*> 0"),
+        ("gradient", {"warmup": 0}, "warmup.*>= 1"),
+        ("gradient", {"momentum": 1.5}, "momentum.*< 1"),
+        ("lottery", {"rewind_steps": -3}, "rewind_steps.*>= 0"),
+        ("lottery", {"rate": 0.0}, r"rate.*\(0, 1\)"),
+        ("synflow", {"iterations": 0}, "iterations"),
+        ("grasp", {"temperature": "nan"}, "must be a float"),
+    ],
+)
+def test_option_values_out_of_range_are_refused(method, options, message):
+    with pytest.raises(SparsebenchError, match=message):
+        prune(_mlp(), method, 0.5, data=informative_data(), example=torch.zeros(1, 12),
+              **options)  # fmt: skip
+
+
+def test_methods_that_train_need_epochs():
+    data = informative_data()
+    data.epochs = 0
+    for name in ("lottery", "movement", "rigl", "gumbel"):
+        with pytest.raises(SparsebenchError, match="--epochs 1 or more"):
+            prune(_mlp(), name, 0.5, data=data)
+
+
+def test_a_last_batch_of_one_joins_the_one_before():
+    data = informative_data(n=65)
+    data.batch_size = 32
+    sizes = [len(y) for _, y in data.batches(0)]
+    assert sizes == [32, 33] and data.steps_per_epoch == 2

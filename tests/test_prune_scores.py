@@ -21,9 +21,10 @@ def informative_data(n=256, features=12, useful=(0, 1), seed=0, test=True) -> Pr
     x = torch.randn(n, features, generator=generator)
     y = (x[:, list(useful)].sum(1) > 0).long()
     train = Dataset("toy", x, y, ["neg", "pos"])
-    held = (
-        Dataset("toy", x[: n // 2].clone(), y[: n // 2].clone(), ["neg", "pos"]) if test else None
-    )
+    held = None
+    if test:  # fresh samples from the same rule
+        xt = torch.randn(n // 2, features, generator=generator)
+        held = Dataset("toy", xt, (xt[:, list(useful)].sum(1) > 0).long(), ["neg", "pos"])
     return PruneData(train, held, (1, features), epochs=3, batch_size=32, lr=1e-2)
 
 
@@ -202,3 +203,13 @@ def test_methods_that_need_data_say_so_and_bad_options_are_one_line_errors():
         prune(_mlp(), "snip", 0.5, data=informative_data(), samples="many")
     with pytest.raises(SparsebenchError, match="criterion"):
         prune(_cnn(), "channel", 0.5, example=torch.zeros(1, 1, 6, 6), criterion="l3")
+
+
+def test_sensitivity_lands_on_the_target_when_curves_are_flat_or_tied():
+    flat = choose_ratios({n: [0, 0] for n in "abc"}, [0.5, 0.9], {n: 100 for n in "abc"}, 0.5)
+    assert sum(flat.values()) == 150 and all(k >= 1 for k in flat.values())
+    tied = choose_ratios({"a": [0, 1], "b": [0, 50], "c": [0, 0]}, [0.1, 0.5],
+                         {"a": 4000, "b": 10000, "c": 1000}, 0.45)  # fmt: skip
+    assert sum(tied.values()) == round(0.55 * 15000)
+    with pytest.raises(SparsebenchError, match="cannot reach 90.0%"):
+        choose_ratios({"a": [0, 1]}, [0.1, 0.5], {"a": 100}, 0.9)

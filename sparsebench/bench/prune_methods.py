@@ -30,6 +30,9 @@ from ..prune import PruneData, prune
 AFTER_TRAINING = ("magnitude", "random", "sensitivity", "movement", "gumbel")
 AT_INIT = ("snip", "grasp", "synflow", "rigl")
 FROM_INIT = ("gradient", "lottery")
+# every method ranks all layers together except random and RigL (uniform per layer, as in
+# their papers) and sensitivity (per-layer ratios from its scan)
+SCOPE = {"random": "layer", "rigl": "layer", "sensitivity": "layer"}
 UNSTRUCTURED = AFTER_TRAINING[:2] + ("gradient", "snip", "grasp", "synflow", "lottery",
                                      "movement", "rigl", "gumbel", "sensitivity")  # fmt: skip
 
@@ -113,9 +116,8 @@ def run_method(task: Task, method: str, sparsity: float, seed: int, dense: nn.Mo
     else:  # lottery: `train` epochs per round, the ticket trained as long
         model, data = _fresh(task, seed), _data(task, task.train)
         trained = None
-    result = prune(model, method, sparsity, scope="global" if method in ("snip", "grasp", "synflow",
-                   "lottery", "gumbel") else "layer", seed=seed, data=data,
-                   example=torch.zeros(task.input_shape), **options)  # fmt: skip
+    result = prune(model, method, sparsity, scope=SCOPE.get(method, "global"), seed=seed,
+                   data=data, example=torch.zeros(task.input_shape), **options)  # fmt: skip
     if trained is None:
         trained = task.train * len(result.extra["rounds"])
     return model, data.accuracy(model), result.sparsity, trained
@@ -172,9 +174,9 @@ def _iqr(samples: list[float]) -> list[float]:
 def accuracy_table(study: Study, task: str, sparsities: list[float]) -> list[str]:
     """Markdown: mean +- std of held-out top-1 per method and sparsity."""
     dense = study.dense[task]
-    lines = [f"| method | {' | '.join(f'{s:.0%}' for s in sparsities)} | epochs trained |",
-             "|---|" + "---|" * (len(sparsities) + 1)]  # fmt: skip
-    lines.append(f"| dense | {' | '.join([_mean_std(dense)] * len(sparsities))} | "
+    lines = [f"| method | scope | {' | '.join(f'{s:.0%}' for s in sparsities)} | epochs trained |",
+             "|---|---|" + "---|" * (len(sparsities) + 1)]  # fmt: skip
+    lines.append(f"| dense | - | {' | '.join([_mean_std(dense)] * len(sparsities))} | "
                  f"{TASKS[task].train} |")  # fmt: skip
     methods = list(dict.fromkeys(r.method for r in study.runs if r.task == task))
     for method in methods:
@@ -185,7 +187,10 @@ def accuracy_table(study: Study, task: str, sparsities: list[float]) -> list[str
             ]
             cells.append(_mean_std([r.top1 for r in runs]))
             epochs.update(r.epochs for r in runs)
-        lines.append(f"| {method} | {' | '.join(cells)} | {'/'.join(map(str, sorted(epochs)))} |")
+        scope = SCOPE.get(method, "global")
+        lines.append(
+            f"| {method} | {scope} | {' | '.join(cells)} | {'/'.join(map(str, sorted(epochs)))} |"
+        )
     return lines
 
 

@@ -70,6 +70,11 @@ class ModelEntry:
         if self.factory is not None and self.input_shape is None:
             raise SparsebenchError(f"model '{self.name}': a factory needs input_shape")
         check_count(f"model '{self.name}': prune_epochs", self.prune_epochs, 0)
+        if self.prunes and self.pruning.trains and self.prune_epochs < 1:
+            raise SparsebenchError(
+                f"model '{self.name}': method '{self.prune_method}' prunes while it trains: "
+                "set prune_epochs to 1 or more"
+            )
         self.pruning_config()  # an unknown method, scope or option fails at load
         _resolve_source(self)
 

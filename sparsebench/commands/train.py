@@ -104,7 +104,7 @@ def prune(
     from ..prune import METHODS, PruneConfig, load_prune_data
     from ..prune.base import run_method
 
-    check_number("--amount", amount, at_least=0, below=1)
+    check_number("--sparsity", amount, at_least=0, below=1)
     pruning = METHODS.get(method)  # unknown names: one line with close matches
     if pruning.fixed_sparsity is not None:  # the pattern decides (2:4 is 50 %)
         amount = pruning.fixed_sparsity
@@ -112,6 +112,8 @@ def prune(
     pruning.check_options(config)
     if pruning.needs_data and data is None:
         raise SparsebenchError(f"method '{method}' trains or scores on data: pass --data")
+    if pruning.trains and epochs < 1:
+        raise SparsebenchError(f"method '{method}' prunes while it trains: pass --epochs 1 or more")
     check_writable(output, force)
     check_optional_count("--batch-size", batch_size)  # LoadOptions checks it only on load
     options = load_options(arch, arch_kwargs, input_shape, batch_size, trust_checkpoint, "cpu",
@@ -134,7 +136,8 @@ def prune(
     example = loaded.specs.synthetic(seed=0, batch=1)
     result = run_method(pruning, loaded.model, config, prune_data, example)
     after = prune_data.accuracy(loaded.model) if prune_data is not None else None
-    record = {"method": method, "amount": amount, "scope": scope, "seed": seed,
+    record = {"method": method, "amount": amount, "scope": scope if pruning.uses_scope else None,
+              "seed": seed,
               "granularity": pruning.granularity, "options": result.options,
               "sparsity": result.sparsity, "layers": result.layers}  # fmt: skip
     if prune_data is not None:
@@ -148,7 +151,7 @@ def prune(
         console.print(table, markup=False, highlight=False, soft_wrap=True)
     reached = f"{100 * result.sparsity:.2f}% sparsity"
     if pruning.granularity == "channels":
-        reached = f"{amount:.0%} of each group's channels zeroed ({reached} of the weights)"
+        reached = f"{100 * amount:g}% of each group's channels zeroed ({reached} of the weights)"
     accuracy = "" if after is None else f" (held-out top-1 {before:.2f}% -> {after:.2f}%)"
     console.print(f"pruned {checkpoint} with {method}: {reached}{accuracy}; wrote {output}",
                   markup=False, highlight=False)  # fmt: skip

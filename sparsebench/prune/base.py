@@ -67,6 +67,8 @@ class PruningMethod:
     fixed_sparsity: float | None = None  # set by patterns that decide it (N:M), else None
     granularity = "weights"  # or "channels": sparsity counts channels of each group
     needs_example = False  # True: `prune` takes `example=`, an input batch (graph tracing)
+    trains = False  # True: the schedule is training (`--epochs` >= 1 needed)
+    uses_scope = True  # False: the pattern decides per layer (N:M, channel groups)
     defaults: dict[str, Any] = {}  # the method's options and their defaults
 
     def option(self, config: PruneConfig, key: str):
@@ -86,6 +88,19 @@ class PruningMethod:
                     f"method '{self.name}' has no option '{key}'{hint} (it takes: {takes})"
                 )
             self.option(config, key)
+        self.check(config)
+
+    def check(self, config: PruneConfig) -> None:
+        """Refuse option values out of range, in one line (methods with options override)."""
+
+    def at_least(self, config: PruneConfig, key: str, low: float, above: bool = False):
+        """Option `key`, refused unless >= `low` (> `low` with `above`)."""
+        value = self.option(config, key)
+        if value < low or (above and value == low):
+            bound = f"> {low}" if above else f">= {low}"
+            raise SparsebenchError(f"option '{key}' of method '{self.name}' must be {bound}, "
+                                   f"got {value}")  # fmt: skip
+        return value
 
     def scores(self, model: nn.Module, layers: list[tuple[str, nn.Module]],
                config: PruneConfig, data=None) -> dict[str, torch.Tensor]:  # fmt: skip
@@ -115,7 +130,8 @@ def register_method(cls: type[PruningMethod]) -> type[PruningMethod]:
 def top_scores(scores: dict[str, torch.Tensor], sparsity: float,
                scope: str) -> dict[str, torch.Tensor]:  # fmt: skip
     """Masks keeping exactly round((1 - sparsity) * n) weights of the highest score, counted
-    over all layers ("global") or in each layer ("layer"); ties go to the lower index."""
+    over all layers ("global") or in each layer ("layer"); ties are broken by torch.topk
+    (deterministic for a given input, not by index)."""
 
     if scope == "layer":
         return top_counts(scores, {n: round((1 - sparsity) * s.numel()) for n, s in scores.items()})
@@ -150,9 +166,11 @@ def loss_gradients(model: nn.Module, layers, x: torch.Tensor, y: torch.Tensor,
         for start in range(0, len(x), batch_size):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
             loss = F.cross_entropy(model(xb), yb, reduction="sum") / len(x)
-            for (name, _), grad in zip(layers, torch.autograd.grad(
-                    loss, [m.weight for _, m in layers]), strict=True):  # fmt: skip
-                grads[name] += grad
+            weights = [m.weight for _, m in layers]
+            found = torch.autograd.grad(loss, weights, allow_unused=True)  # unused layers: None
+            for (name, _), grad in zip(layers, found, strict=True):
+                if grad is not None:
+                    grads[name] += grad
     return grads
 
 
@@ -223,6 +241,9 @@ def run_method(method: PruningMethod, model: nn.Module, config: PruneConfig, dat
             f"method '{method.name}' trains or scores on data: pass --data (a dataset such as "
             "mnist1d, or NAME:PATH)"
         )
+    if method.trains and data.epochs < 1:
+        raise SparsebenchError(f"method '{method.name}' prunes while it trains: pass --epochs 1 "
+                               "or more")  # fmt: skip
     model.eval()
     if method.needs_example:
         if example is None and data is not None:

@@ -39,13 +39,17 @@ class PruneData:
 
     @property
     def steps_per_epoch(self) -> int:
-        return -(-len(self.train) // self.batch_size)
+        steps = -(-len(self.train) // self.batch_size)
+        return steps - 1 if steps > 1 and len(self.train) % self.batch_size == 1 else steps
 
     def batches(self, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch of shuffled (inputs, labels) batches; the order follows `seed`."""
         order = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(seed))
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        starts = list(range(0, len(order), self.batch_size))
+        if len(starts) > 1 and len(order) - starts[-1] == 1:
+            starts.pop()  # a last batch of one joins the one before (BatchNorm needs two)
+        for start, stop in zip(starts, [*starts[1:], len(order)], strict=True):
+            idx = order[start:stop]
             yield self._x[idx], self.train.y[idx]
 
     def sample(self, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

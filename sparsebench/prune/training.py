@@ -84,6 +84,15 @@ def train(model: nn.Module, data: PruneData, epochs: int, seed: int, label: str,
           params: list[torch.Tensor] | None = None) -> dict:  # fmt: skip
     """Adam on cross-entropy (plus `extra_loss()`) for `epochs` epochs; returns the last epoch's
     mean loss and the seconds taken. Batches are shuffled under `seed` + epoch."""
+    with torch.random.fork_rng(
+        devices=[]
+    ):  # dropout follows `seed`, the caller's RNG is left alone
+        torch.manual_seed(seed)
+        return _train(model, data, epochs, seed, label, after_backward, after_step, extra_loss,
+                      params)  # fmt: skip
+
+
+def _train(model, data, epochs, seed, label, after_backward, after_step, extra_loss, params):
     optimizer = torch.optim.Adam(params if params is not None else model.parameters(), lr=data.lr)
     model.train()
     step, loss_sum, count, started = 0, 0.0, 0, time.perf_counter()
@@ -123,6 +132,6 @@ def progress_bar(label: str, total: int, loss: bool = True):
         columns.append(TextColumn("loss {task.fields[loss]:.4f}"))
     columns.append(TimeElapsedColumn())
     console = Console(stderr=True, highlight=False)
-    with Progress(*columns, console=console, transient=False) as bar:
+    with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(label, total=total, loss=float("nan"))
         yield lambda loss=float("nan"): bar.update(task, advance=1, loss=loss)

@@ -25,6 +25,7 @@ class ChannelImportance(PruningMethod):
     description = "zero the least important channels per group (l1, l2, bn or taylor)"
     paper = "Li et al. 2017 (L1), Liu et al. 2017 (BN scale), Molchanov et al. 2019 (Taylor)"
     granularity = "channels"
+    uses_scope = False
     needs_example = True
     defaults = {"criterion": "l1"}
 

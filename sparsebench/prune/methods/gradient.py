@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from ...errors import SparsebenchError
 from ..base import PruningMethod, apply_masks_, dense_layers, finetune, register_method
 from ..training import masked, train
 
@@ -25,6 +26,14 @@ class GradientMagnitude(PruningMethod):
     needs_data = True
     defaults = {"warmup": 10, "momentum": 0.9}
 
+    def check(self, config):
+        self.at_least(config, "warmup", 1)
+        momentum = self.at_least(config, "momentum", 0)
+        if momentum >= 1:
+            raise SparsebenchError(
+                f"option 'momentum' of method 'gradient' must be < 1, got {momentum}"
+            )
+
     def prune(self, model, config, data=None):
         layers = dense_layers(model)
         momentum = self.option(config, "momentum")
@@ -33,6 +42,8 @@ class GradientMagnitude(PruningMethod):
 
             def track(step: int) -> None:
                 for name, mask in masks.items():
+                    if mask.grad is None:  # a layer the forward pass did not use
+                        continue
                     rate = 0.0 if step == 0 else momentum  # the first step seeds the average
                     average[name].mul_(rate).add_(mask.grad.abs(), alpha=1 - rate)
 

@@ -1,7 +1,7 @@
 """`gumbel`: learned gates on every weight, sampled with a hard Gumbel-softmax, pushed toward a
 target density by a loss term (seed 003).
 
-van Dijk et al., "Neural Network Pruning by Gradient Descent", arXiv:2311.12526 (2023), built
+Zhang, Tao and Zhang, "Neural Network Pruning by Gradient Descent", arXiv:2311.12526 (2023), built
 on Jang, Gu and Poole, "Categorical Reparameterization with Gumbel-Softmax", ICLR 2017. Each
 weight w has a gate logit l; in training the layer uses w * g with g a hard {0, 1} sample of
 the two-class Gumbel-softmax at temperature `temperature`, sigmoid((l + logistic noise) / tau)
@@ -50,7 +50,10 @@ class Gate(nn.Module):
 class GumbelGates(PruningMethod):
     name = "gumbel"
     description = "learned per-weight gates (hard Gumbel-softmax) with a density loss"
-    paper = "van Dijk et al. 2023, Neural Network Pruning by Gradient Descent (arXiv:2311.12526)"
+    paper = (
+        "Zhang, Tao and Zhang 2023, Neural Network Pruning by Gradient Descent (arXiv:2311.12526)"
+    )
+    trains = True
     needs_data = True
     defaults = {"temperature": 0.5, "penalty": 1.0, "gate_lr": 0.05, "init": 3.0}
 
@@ -61,8 +64,6 @@ class GumbelGates(PruningMethod):
             raise SparsebenchError("gumbel needs temperature > 0, penalty >= 0 and gate_lr > 0")
         if data.epochs < 1:
             raise SparsebenchError("gumbel learns its gates by training: pass --epochs 1 or more")
-        if config.sparsity == 0:
-            return reached(self, dense_layers(model), config)
         layers = dense_layers(model)
         generator = torch.Generator().manual_seed(config.seed)
         gates = {name: Gate(m.weight.shape, init, tau, generator) for name, m in layers}

@@ -28,7 +28,7 @@ def round_counts(total: int, rate: float, target: int) -> list[int]:
     """The weights kept after each round: (1 - rate) of the remaining, rounded, until `target`."""
     counts, keep = [], total
     while keep > target:
-        keep = max(round((1 - rate) * keep), target)
+        keep = max(min(round((1 - rate) * keep), keep - 1), target)  # at least one goes
         counts.append(keep)
     return counts
 
@@ -42,6 +42,13 @@ class LotteryTicket(PruningMethod):
     )
     needs_data = True
     defaults = {"rate": 0.2, "rewind_steps": 0, "reinit": False}
+    trains = True
+
+    def check(self, config):
+        rate = self.option(config, "rate")
+        if not 0 < rate < 1:
+            raise SparsebenchError(f"option 'rate' of lottery must be in (0, 1), got {rate}")
+        self.at_least(config, "rewind_steps", 0)
 
     def prune(self, model, config, data=None):
         rate = self.option(config, "rate")
@@ -138,11 +145,13 @@ def _train_steps(model, data, seed: int, stop: dict) -> None:
 
 
 def _reinit(model, seed: int):
-    """`model` with fresh weights from each layer's own `reset_parameters`, under `seed`."""
-    torch.manual_seed(seed + 10_000)
-    for module in model.modules():
-        if hasattr(module, "reset_parameters") and module is not model:
-            module.reset_parameters()
+    """`model` with fresh weights from each layer's own `reset_parameters`, under `seed` (the
+    caller's RNG state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 10_000)
+        for module in model.modules():
+            if hasattr(module, "reset_parameters") and module is not model:
+                module.reset_parameters()
     return model
 
 

@@ -36,6 +36,7 @@ class Movement(PruningMethod):
     paper = "Sanh et al. 2020, Movement Pruning: Adaptive Sparsity by Fine-Tuning"
     needs_data = True
     defaults = {"warmup": 0.1, "cooldown": 0.2, "update_every": 1}
+    trains = True
 
     def prune(self, model, config, data=None):
         warmup, cooldown = self.option(config, "warmup"), self.option(config, "cooldown")
@@ -54,6 +55,8 @@ class Movement(PruningMethod):
 
             def accumulate(step: int) -> None:
                 for (name, module), mask in zip(layers, attached.values(), strict=True):
+                    if mask.grad is None:  # a layer the forward pass did not use
+                        continue
                     scores[name].sub_(mask.grad * dense_weight(module).detach())
 
             def update(step: int) -> None:

@@ -23,6 +23,7 @@ class NM(PruningMethod):
     paper = "Mishra et al. 2021 (2:4), Zhou et al. 2021 (N:M)"
     n, m = 2, 4
     fixed_sparsity = 1 - n / m
+    uses_scope = False
 
     def scores(self, model, layers, config, data=None):
         return {name: module.weight.detach().abs() for name, module in layers}

@@ -36,6 +36,7 @@ from ..channel_graph import (
     trace_layers,
 )
 from ..channel_scoring import _zero_group_
+from ..training import progress_bar
 
 CHUNK = 64  # inputs per forward pass while sampling
 RIDGES = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # least-squares ridges tried, relative to the
@@ -375,6 +376,7 @@ class Regression(PruningMethod):
     paper = "He, Zhang and Sun 2017, Channel Pruning for Accelerating Very Deep Neural Networks"
     needs_data = True
     granularity = "channels"
+    uses_scope = False
     defaults = {"samples": 256, "positions": 10}
 
     def prune(self, model, config, data=None, example=None):
@@ -406,8 +408,12 @@ class Regression(PruningMethod):
             )
         sampler = Sampler(inputs, positions, config.seed)
         targets = sampler.outputs(model, {p.consumer: p.order for p in pairs})  # still original
-        records = [prune_pair(model, dg, p, targets.pop(p.consumer), sampler, config.sparsity)
-                   for p in pairs]  # fmt: skip
+        records = []
+        with progress_bar("regression pairs", len(pairs), loss=False) as advance:
+            for p in pairs:
+                records.append(prune_pair(model, dg, p, targets.pop(p.consumer), sampler,
+                                          config.sparsity))  # fmt: skip
+                advance()
         result = finetune(self, model, layers, config, data)
         for pair, record in zip(pairs, records, strict=True):  # fine-tuning keeps them 0; be exact
             if record.get("dropped"):

@@ -27,6 +27,7 @@ class RigL(PruningMethod):
     paper = "Evci et al. 2020, Rigging the Lottery: Making All Tickets Winners"
     needs_data = True
     defaults = {"alpha": 0.3, "delta": 100, "end": 0.75, "init": "random"}
+    trains = True
 
     def prune(self, model, config, data=None):
         alpha, delta, end = (self.option(config, k) for k in ("alpha", "delta", "end"))
@@ -67,7 +68,9 @@ class RigL(PruningMethod):
 
             stats = train(model, data, data.epochs, config.seed, "rigl", after_backward=update)
         result = reached(self, layers, config)
-        result.extra.update({"train": stats, "updates": updates})
+        moved = sum(u["moved"] for u in updates)
+        result.extra.update({"train": stats, "updates": len(updates), "moved": moved,
+                             "first_update": updates[0] if updates else None})  # fmt: skip
         return result
 
 

@@ -3,13 +3,17 @@
 Han, Pool, Tran and Dally, "Learning both Weights and Connections for Efficient Neural
 Networks", NeurIPS 2015 (Section 4, sensitivity analysis); the course assignment of seed 001.
 Each layer alone is magnitude-pruned at every ratio of `ratios` and the drop of held-out top-1
-(the data's test split) is measured, the other layers dense. With the drop curves linearly
-interpolated, every layer takes the largest ratio whose drop stays within a common budget t,
-and t is bisected until the layers together reach the requested sparsity; the largest layer
-then absorbs the rounding so the total is exact. The sensitivity table goes in the result.
+(the data's test split; the accuracy reported after pruning is on the same split, as in the
+assignment) is measured, the other layers dense. With the drop curves linearly interpolated,
+every layer takes the largest ratio whose drop stays within a common budget t, and t is
+bisected until the layers together reach the requested sparsity (`choose_ratios`); the
+largest layers absorb the rounding so the total is exact. The sensitivity table goes in the
+result.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -35,33 +39,49 @@ def parse_ratios(text: str) -> list[float]:
 
 def choose_ratios(drops: dict[str, list[float]], ratios: list[float], sizes: dict[str, int],
                   target: float) -> dict[str, int]:  # fmt: skip
-    """Keep counts per layer reaching `target` sparsity with the smallest common drop budget."""
-    xs = [0.0, *ratios]
-    curves = {name: np.interp(GRID, xs, [0.0, *d]) for name, d in drops.items()}
-    cap = {name: GRID[GRID <= max(ratios) + 1e-9] for name in drops}
+    """Keep counts per layer reaching `target` sparsity with the smallest common drop budget.
+
+    Each layer takes the largest ratio (up to the largest scanned) whose interpolated drop is
+    within the budget; the budget is bisected. Where several layers cross the budget at once
+    (flat curves), the ratios between the two sides of the crossing are blended so the total
+    lands on the target instead of jumping past it. Every layer keeps at least one weight.
+    """
+    top = max(ratios)
+    grid = GRID[GRID <= top + 1e-9]
+    curves = {name: np.interp(grid, [0.0, *ratios], [0.0, *d]) for name, d in drops.items()}
     total = sum(sizes.values())
 
     def pick(budget: float) -> dict[str, float]:
         chosen = {}
         for name, curve in curves.items():
-            ok = np.nonzero(curve[: len(cap[name])] <= budget)[0]
-            chosen[name] = float(GRID[ok[-1]]) if len(ok) else 0.0
+            ok = np.nonzero(curve <= budget)[0]
+            chosen[name] = float(grid[ok[-1]]) if len(ok) else 0.0
         return chosen
 
     def reached(chosen) -> float:
         return sum(chosen[n] * sizes[n] for n in sizes) / total
 
-    low, high = min(0.0, *(min(c) for c in curves.values())) - 1e-6, 101.0
-    if reached(pick(high)) < target:
-        high = None  # even the largest scanned ratios fall short: extrapolate below
-    for _ in range(60 if high is not None else 0):
+    if reached(pick(math.inf)) < target - 1e-9:
+        raise SparsebenchError(
+            f"the scanned ratios (up to {top:g} per layer) cannot reach {target:.1%} sparsity: "
+            "scan larger ones, e.g. -O ratios=0.5,0.9,0.99"
+        )
+    low = min(float(c.min()) for c in curves.values()) - 1.0
+    high = max(float(c.max()) for c in curves.values()) + 1.0
+    for _ in range(60):
         middle = (low + high) / 2
         low, high = (middle, high) if reached(pick(middle)) < target else (low, middle)
-    chosen = pick(high) if high is not None else pick(1e9)
-    keep = {n: round((1 - chosen[n]) * sizes[n]) for n in sizes}
-    largest = max(sizes, key=sizes.get)
-    want = round((1 - target) * total)
-    keep[largest] = int(min(max(keep[largest] + want - sum(keep.values()), 0), sizes[largest]))
+    below, above = pick(low), pick(high)
+    a, b = reached(below), reached(above)
+    blend = (target - a) / (b - a) if b > a else 1.0
+    blend = min(max(blend, 0.0), 1.0)
+    chosen = {n: below[n] + blend * (above[n] - below[n]) for n in sizes}
+    keep = {n: min(max(round((1 - chosen[n]) * sizes[n]), 1), sizes[n]) for n in sizes}
+    excess = sum(keep.values()) - round((1 - target) * total)
+    for name in sorted(sizes, key=sizes.get, reverse=True):  # the largest layers absorb rounding
+        change = min(max(excess, keep[name] - sizes[name]), keep[name] - 1)
+        keep[name] -= change
+        excess -= change
     return keep
 
 

@@ -19,6 +19,9 @@ class SNIP(PruningMethod):
     needs_data = True
     defaults = {"samples": 512}
 
+    def check(self, config):
+        self.at_least(config, "samples", 1)
+
     def scores(self, model, layers, config, data=None):
         x, y = data.sample(self.option(config, "samples"), config.seed)
         grads = loss_gradients(model, layers, x, y)

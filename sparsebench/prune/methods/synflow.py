@@ -50,6 +50,9 @@ class SynFlow(PruningMethod):
                     for name, module in probe_layers:
                         module.weight.copy_(originals[name] * masks[name])
                 scores = synflow_scores(probe, probe_layers, ones)
+                scores = {
+                    n: torch.where(masks[n], s, -1.0) for n, s in scores.items()
+                }  # pruned stay
                 sparsity = 1 - (1 - config.sparsity) ** (k / iterations)
                 masks = top_scores(scores, sparsity, config.scope)
                 advance()
@@ -63,8 +66,9 @@ def synflow_scores(probe, layers, ones: torch.Tensor) -> dict[str, torch.Tensor]
     with torch.enable_grad():
         for w in weights:
             w.requires_grad_(True)
-        grads = torch.autograd.grad(probe(ones).sum(), weights)
-    return {name: (g * m.weight).detach().abs() for (name, m), g in zip(layers, grads, strict=True)}
+        grads = torch.autograd.grad(probe(ones).sum(), weights, allow_unused=True)
+    return {name: torch.zeros_like(m.weight) if g is None else (g * m.weight).detach().abs()
+            for (name, m), g in zip(layers, grads, strict=True)}  # fmt: skip
 
 
 def _float_input(example) -> torch.Tensor:
