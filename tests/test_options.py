@@ -280,7 +280,7 @@ def test_check_config_classes_refuse_non_finite_numbers():
             "--ratio must be >= 0 and < 1",
         ),
         (["bench-formats", "--rounds", "0"], "--rounds must be >= 1"),
-        (["demo", "--out-dir", "{tmp}/d", "--amount", "1.5"], "--sparsity must be >= 0 and < 1"),
+        (["demo", "--out-dir", "{tmp}/d", "--amount", "1.5"], "--amount must be >= 0 and < 1"),
     ],
 )
 def test_cli_counts_and_numbers(args, message, sb_ckpt, tmp_path):
