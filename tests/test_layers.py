@@ -27,6 +27,7 @@ LAYERS = [
     ("artifact seam", ["artifact"]),
     ("pipeline", ["export", "profiler", "compare", "check", "bench"]),
     ("reports", ["report"]),
+    ("recipes", ["reproduce"]),
     ("interface", ["cli", "commands", "__main__", "__init__"]),
 ]  # fmt: skip
 

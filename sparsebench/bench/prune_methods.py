@@ -224,18 +224,6 @@ CHANNEL_METHODS = (("channel", {"criterion": "l1"}), ("channel", {"criterion": "
                    ("channel", {"criterion": "taylor"}), ("regression", {}))  # fmt: skip
 
 
-def digits_as_cifar(split: str):
-    """scikit-learn's 8x8 digits upsampled to 3x32x32: an offline CIFAR-shaped stand-in."""
-    import torch.nn.functional as F
-
-    from ..data import Dataset
-
-    digits = load_dataset("digits", split)
-    x = F.interpolate(digits.x, size=(32, 32), mode="bilinear", align_corners=False)
-    x = (x.repeat(1, 3, 1, 1) - 0.5) / 0.5
-    return Dataset("digits-as-cifar", x.contiguous(), digits.y, digits.classes)
-
-
 @dataclass
 class ChannelRun:
     method: str
@@ -255,12 +243,12 @@ def run_channel_study(ratios: list[float], seeds: int, folder: Path, train_epoch
     from ..formats.base import ExportConfig
 
     shape = (1, 3, 32, 32)
-    train_set, test_set = digits_as_cifar("train"), digits_as_cifar("test")
+    train_set, test_set = load_dataset("digits32", "train"), load_dataset("digits32", "test")
 
     def data(epochs):
         return PruneData(train_set, test_set, shape, epochs, batch_size=64, lr=2e-3)
 
-    task = Task("resnet20", "digits-as-cifar", shape, train_epochs, finetune)
+    task = Task("resnet20", "digits32", shape, train_epochs, finetune)
     runs, dense_top1, exported = [], [], []
     for seed in range(seeds):
         from ..prune.training import train
@@ -292,7 +280,7 @@ def run_channel_study(ratios: list[float], seeds: int, folder: Path, train_epoch
 
 def _save_with(model: nn.Module, arch: str, shape, path: Path) -> None:
     meta = CheckpointMeta(arch=arch, arch_kwargs={"num_classes": 10}, input_shape=list(shape),
-                          dataset="digits-as-cifar")  # fmt: skip
+                          dataset="digits32")  # fmt: skip
     save_checkpoint(path, model, meta, force=True)
 
 

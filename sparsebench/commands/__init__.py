@@ -1,6 +1,6 @@
 """CLI commands, one module per command group; importing them registers them on `app`."""
 
-from . import bench, catalog, check, compare, demo, export, profile, train  # noqa: F401
+from . import bench, catalog, check, compare, demo, export, profile, reproduce, train  # noqa: F401
 from .shared import app
 
 __all__ = ["app"]
