@@ -136,6 +136,17 @@ def test_gumbel_gates_learn_to_keep_the_informative_inputs():
     assert result.extra["learned_density"] < 0.5  # the density loss pulled the gates down
 
 
+def test_gumbel_anneal_moves_the_target_from_dense_to_the_goal():
+    data = informative_data(n=512, features=12, useful=(0, 1))
+    data.epochs, data.lr = 4, 1e-2
+    fixed, annealed = _mlp(), _mlp()
+    a = prune(fixed, "gumbel", 0.95, data=data, scope="global", penalty=2.0)
+    b = prune(annealed, "gumbel", 0.95, data=data, scope="global", penalty=2.0, anneal=1.0)
+    assert abs(a.sparsity - 0.95) < 0.005 and abs(b.sparsity - 0.95) < 0.005
+    # a target that starts at density 1 leaves the gates more open than a fixed one
+    assert b.extra["learned_density"] > a.extra["learned_density"]
+
+
 def test_fine_tuning_keeps_the_zeros_and_recovers_accuracy():
     data = informative_data(n=512)
     model = _mlp()
@@ -244,6 +255,7 @@ def test_lottery_reaches_extreme_sparsity_without_looping():
         ("lottery", {"rate": 0.0}, r"rate.*\(0, 1\)"),
         ("synflow", {"iterations": 0}, "iterations"),
         ("grasp", {"temperature": "nan"}, "must be a float"),
+        ("gumbel", {"anneal": 1.5}, r"anneal in \[0, 1\]"),
     ],
 )
 def test_option_values_out_of_range_are_refused(method, options, message):

@@ -8,7 +8,9 @@ the two-class Gumbel-softmax at temperature `temperature`, sigmoid((l + logistic
 rounded, with the straight-through gradient of the soft sample. The loss adds
 `penalty * (log d - log d*)^2`, d the expected density (mean sigmoid(l) over all gated weights)
 and d* = 1 - sparsity, so the layers share the budget as the gradients decide. Gates train
-with their own Adam learning rate `gate_lr`. At the end the gates with the largest logits are
+with their own Adam learning rate `gate_lr`. With `anneal` a > 0 the target moves
+log-linearly from density 1 to d* over the first a of the training steps (a gradual schedule
+in the manner of Zhu and Gupta 2017, so the gates close while the weights adapt). At the end the gates with the largest logits are
 kept, exactly (1 - sparsity) of the weights (per layer with `--scope layer`, over all with
 `--scope global`, the default of the paper's setting), and the weights keep their values.
 The seed reached 0.15 % of LeNet's weights (about 404) on MNIST.
@@ -55,13 +57,15 @@ class GumbelGates(PruningMethod):
     )
     trains = True
     needs_data = True
-    defaults = {"temperature": 0.5, "penalty": 1.0, "gate_lr": 0.05, "init": 3.0}
+    defaults = {"temperature": 0.5, "penalty": 1.0, "gate_lr": 0.05, "init": 3.0, "anneal": 0.0}
 
     def prune(self, model, config, data=None):
-        tau, penalty, gate_lr, init = (self.option(config, k) for k in
-                                       ("temperature", "penalty", "gate_lr", "init"))  # fmt: skip
-        if tau <= 0 or penalty < 0 or gate_lr <= 0:
-            raise SparsebenchError("gumbel needs temperature > 0, penalty >= 0 and gate_lr > 0")
+        tau, penalty, gate_lr, init, anneal = (self.option(config, k) for k in
+                                       ("temperature", "penalty", "gate_lr", "init", "anneal"))  # fmt: skip
+        if tau <= 0 or penalty < 0 or gate_lr <= 0 or not 0 <= anneal <= 1:
+            raise SparsebenchError(
+                "gumbel needs temperature > 0, penalty >= 0, gate_lr > 0 and anneal in [0, 1]"
+            )
         if data.epochs < 1:
             raise SparsebenchError("gumbel learns its gates by training: pass --epochs 1 or more")
         layers = dense_layers(model)
@@ -70,10 +74,16 @@ class GumbelGates(PruningMethod):
         weights = [p for p in model.parameters()]
         for name, module in layers:
             parametrize.register_parametrization(module, "weight", gates[name])
-        target = math.log(1 - config.sparsity)
+        final = math.log(1 - config.sparsity)
         total = sum(g.logits.numel() for g in gates.values())
+        ramp = anneal * data.epochs * data.steps_per_epoch
+        step = [0]
 
         def density_loss() -> torch.Tensor:
+            # the log-density target moves linearly from log 1 to log d* over `anneal` of the
+            # steps, so gates close gradually instead of all at once
+            target = final * min(1.0, step[0] / ramp) if ramp > 0 else final
+            step[0] += 1
             density = sum(torch.sigmoid(g.logits).sum() for g in gates.values()) / total
             return penalty * (torch.log(density) - target) ** 2
 
