@@ -10,9 +10,10 @@ rounded, with the straight-through gradient of the soft sample. The loss adds
 and d* = 1 - sparsity, so the layers share the budget as the gradients decide. Gates train
 with their own Adam learning rate `gate_lr`. With `anneal` a > 0 the target moves
 log-linearly from density 1 to d* over the first a of the training steps (a gradual schedule
-in the manner of Zhu and Gupta 2017, so the gates close while the weights adapt). At the end the gates with the largest logits are
-kept, exactly (1 - sparsity) of the weights (per layer with `--scope layer`, over all with
-`--scope global`, the default of the paper's setting), and the weights keep their values.
+in the manner of Zhu and Gupta 2017, so the gates close while the weights adapt). At the end
+the gates with the largest logits are kept, exactly (1 - sparsity) of the weights (per layer
+with `--scope layer`, over all with `--scope global`, the default of the paper's setting), and
+the weights keep their values.
 The seed reached 0.15 % of LeNet's weights (about 404) on MNIST.
 """
 
@@ -60,8 +61,8 @@ class GumbelGates(PruningMethod):
     defaults = {"temperature": 0.5, "penalty": 1.0, "gate_lr": 0.05, "init": 3.0, "anneal": 0.0}
 
     def prune(self, model, config, data=None):
-        tau, penalty, gate_lr, init, anneal = (self.option(config, k) for k in
-                                       ("temperature", "penalty", "gate_lr", "init", "anneal"))  # fmt: skip
+        keys = ("temperature", "penalty", "gate_lr", "init", "anneal")
+        tau, penalty, gate_lr, init, anneal = (self.option(config, k) for k in keys)
         if tau <= 0 or penalty < 0 or gate_lr <= 0 or not 0 <= anneal <= 1:
             raise SparsebenchError(
                 "gumbel needs temperature > 0, penalty >= 0, gate_lr > 0 and anneal in [0, 1]"
