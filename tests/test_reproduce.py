@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from sparsebench.cli import app
 from sparsebench.errors import SparsebenchError
 from sparsebench.reproduce import RECIPES, ReproduceConfig, reproduce
+from sparsebench.reproduce.common import beats
 from sparsebench.reproduce.recipes.lottery_ticket import expected_counts
 
 runner = CliRunner()
@@ -81,6 +82,13 @@ def test_gradient_vs_magnitude_quick(tmp_path):
     wins = sum(figures["top1"]["magnitude"][str(s)][0] > figures["top1"]["gradient"][str(s)][0]
                for s in figures["sparsities"])  # fmt: skip
     assert f"at {wins} of {len(figures['sparsities'])} sparsities" in report
+
+
+def test_a_gap_within_the_spread_over_seeds_is_a_tie():
+    assert beats([52.93, 52.5, 53.36], [52.97, 52.7, 53.2]) == 0  # seed 000's 10 % row
+    assert beats([47.4, 46.4, 48.5], [24.0, 20.0, 28.2]) == 1
+    assert beats([24.0, 20.0, 28.2], [47.4, 46.4, 48.5]) == -1
+    assert beats([50.1], [50.0]) == 1  # one seed: no spread to hide in
 
 
 def test_lottery_ticket_quick_counts_follow_the_schedule(tmp_path):

@@ -36,6 +36,20 @@ def mean(values: list[float]) -> float:
     return statistics.mean(values)
 
 
+def spread(values: list[float]) -> float:
+    """The sample std over seeds (0 for a single seed)."""
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def beats(first: list[float], second: list[float]) -> int:
+    """1 if `first`'s mean over seeds is higher than `second`'s by more than the larger of
+    their std's, -1 if lower by more, 0 for a tie within the spread."""
+    gap = mean(first) - mean(second)
+    if abs(gap) <= max(spread(first), spread(second)):
+        return 0
+    return 1 if gap > 0 else -1
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
